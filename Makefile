@@ -1,0 +1,54 @@
+# Two commands matter: `make demo` and `make test`. Both run `make setup` first.
+SHELL := /bin/bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+BUILD := $(ROOT)/.build
+ENV := . $(BUILD)/setup.sh
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint clean help
+
+help:
+	@echo "make demo   - set up, then run the node on the shipped model and synthetic drive"
+	@echo "make test   - set up, then run every test (unit and ROS integration)"
+	@echo "make setup  - install what is missing (Debian ROS packages, .venv, catkin build)"
+	@echo "make lint   - ruff"
+
+setup: $(BUILD)/setup.sh
+
+$(BUILD)/.apt.stamp: tools/apt-packages.txt tools/setup_apt.sh
+	@mkdir -p $(BUILD)
+	tools/setup_apt.sh
+	@touch $@
+
+$(VENV)/bin/python: $(BUILD)/.apt.stamp
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+	@touch $@
+
+$(VENV)/.deps.stamp: requirements.txt $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	@touch $@
+
+# This repo is the package: the workspace's src/ holds a link back to it.
+$(BUILD)/devel/setup.sh: $(BUILD)/.apt.stamp CMakeLists.txt package.xml setup.py $(wildcard msg/*.msg) $(wildcard nodes/*)
+	@mkdir -p $(BUILD)/src
+	@ln -sfn $(ROOT) $(BUILD)/src/panoptic_perception
+	cd $(BUILD) && catkin_make -DPYTHON_EXECUTABLE=/usr/bin/python3 -DCATKIN_ENABLE_TESTING=OFF > $(BUILD)/catkin_make.log 2>&1 \
+		|| { tail -40 $(BUILD)/catkin_make.log; exit 1; }
+	@touch $@
+
+$(BUILD)/setup.sh: $(BUILD)/devel/setup.sh $(VENV)/.deps.stamp tools/write_env.sh
+	tools/write_env.sh
+	@echo "setup: done. In a new shell: . $(BUILD)/setup.sh"
+
+test: setup
+	$(ENV) && python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(ENV) && python -m panoptic_perception demo
+
+lint: setup
+	$(ENV) && ruff check src test nodes tools
+
+clean:
+	rm -rf $(BUILD) $(VENV)

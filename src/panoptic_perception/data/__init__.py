@@ -1,0 +1,1 @@
+"""Synthetic street world, KITTI raw reader/writer, dataset loaders."""

@@ -1,0 +1,1 @@
+"""Panoptic Quality (PQ / SQ / RQ) and mIoU."""

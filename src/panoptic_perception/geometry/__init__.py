@@ -1,0 +1,1 @@
+"""Camera model, ground-plane projection, occupancy grid, objects. ROS-free."""

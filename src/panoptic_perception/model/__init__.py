@@ -1,0 +1,1 @@
+"""Panoptic FPN in plain PyTorch: static shapes, export-ready."""

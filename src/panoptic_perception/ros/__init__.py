@@ -1,0 +1,1 @@
+"""ROS adapter: conversions, parameters, publishers. The only place that imports rospy."""

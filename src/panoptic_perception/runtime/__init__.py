@@ -1,0 +1,1 @@
+"""Inference backends (TensorRT, PyTorch, ONNX Runtime) and the engine cache."""
