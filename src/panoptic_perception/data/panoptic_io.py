@@ -1,0 +1,138 @@
+"""COCO panoptic format on disk: one PNG per image (id = R + 256 G + 256^2 B) plus one JSON
+with `images`, `annotations[].segments_info` and `categories` - what panopticapi and
+cityscapesScripts read."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence
+
+import numpy as np
+from PIL import Image
+
+from panoptic_perception.errors import InputError
+from panoptic_perception.labels import LabelSpace
+
+
+def id2rgb(segment_ids: np.ndarray) -> np.ndarray:
+    """(H, W) integer ids -> (H, W, 3) uint8 colours."""
+    ids = np.asarray(segment_ids).astype(np.uint32)
+    if ids.size and int(ids.max()) >= 256**3:
+        raise InputError(f"segment id {int(ids.max())} does not fit in a 24-bit panoptic PNG")
+    return np.stack([ids % 256, (ids // 256) % 256, ids // 256**2], axis=-1).astype(np.uint8)
+
+
+def rgb2id(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 colours -> (H, W) int32 ids."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise InputError(f"a panoptic PNG must be RGB, got an array of shape {rgb.shape}")
+    rgb = rgb[..., :3].astype(np.int32)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+
+
+@dataclass
+class SegmentInfo:
+    id: int
+    category_id: int
+    area: int
+    bbox: List[int]  # x, y, width, height (COCO convention)
+    iscrowd: int = 0
+    score: float = 1.0
+
+
+@dataclass
+class PanopticAnnotation:
+    image_id: str
+    file_name: str  # the panoptic PNG's name inside the PNG folder
+    segments_info: List[SegmentInfo] = field(default_factory=list)
+
+
+def segments_from_map(segment_ids: np.ndarray, categories: Dict[int, int],
+                      scores: Dict[int, float] | None = None,
+                      crowd: Iterable[int] = ()) -> List[SegmentInfo]:
+    """Segment table (area, bbox) measured from an id map; `categories` maps id -> category."""
+    ids = np.asarray(segment_ids)
+    crowd = set(crowd)
+    infos = []
+    present = np.unique(ids)
+    for seg_id in present[present != 0]:
+        ys, xs = np.nonzero(ids == seg_id)
+        seg_id = int(seg_id)
+        if seg_id not in categories:
+            raise InputError(f"segment id {seg_id} in the map has no category")
+        x0, y0 = int(xs.min()), int(ys.min())
+        infos.append(SegmentInfo(
+            id=seg_id, category_id=int(categories[seg_id]), area=int(len(xs)),
+            bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+            iscrowd=int(seg_id in crowd), score=float((scores or {}).get(seg_id, 1.0))))
+    return infos
+
+
+def categories_json(space: LabelSpace) -> List[dict]:
+    return [{"id": c.id, "name": c.name, "isthing": int(c.is_thing), "color": list(c.color),
+             "supercategory": "thing" if c.is_thing else "stuff"} for c in space.categories]
+
+
+class PanopticWriter:
+    """Collects frames and writes PNG folder + JSON. PNGs are written as frames arrive, the JSON
+    on close(), so an interrupted run keeps every frame it finished."""
+
+    def __init__(self, json_path: str | Path, png_dir: str | Path, space: LabelSpace) -> None:
+        self.json_path = Path(json_path)
+        self.png_dir = Path(png_dir)
+        self.space = space
+        self.png_dir.mkdir(parents=True, exist_ok=True)
+        self.json_path.parent.mkdir(parents=True, exist_ok=True)
+        self.images: List[dict] = []
+        self.annotations: List[PanopticAnnotation] = []
+
+    def add(self, image_id: str, image_file_name: str, segment_ids: np.ndarray,
+            segments: Sequence[SegmentInfo]) -> None:
+        height, width = segment_ids.shape
+        png_name = f"{image_id}.png"
+        Image.fromarray(id2rgb(segment_ids)).save(self.png_dir / png_name)
+        self.images.append({"id": image_id, "file_name": image_file_name, "width": width, "height": height})
+        self.annotations.append(PanopticAnnotation(image_id, png_name, list(segments)))
+
+    def close(self) -> None:
+        payload = {
+            "images": self.images,
+            "annotations": [asdict(a) for a in self.annotations],
+            "categories": categories_json(self.space),
+        }
+        tmp = self.json_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload))
+        tmp.replace(self.json_path)
+
+    def __enter__(self) -> PanopticWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_panoptic_json(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(f"panoptic JSON not found: {path}") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"panoptic JSON {path} is unreadable: {exc}") from exc
+    for key in ("annotations", "categories"):
+        if key not in data:
+            raise InputError(f"panoptic JSON {path} has no '{key}' list")
+    return data
+
+
+def read_panoptic_png(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            return rgb2id(np.asarray(img.convert("RGB")))
+    except FileNotFoundError as exc:
+        raise InputError(f"panoptic PNG not found: {path}") from exc
+    except OSError as exc:
+        raise InputError(f"panoptic PNG {path} is unreadable: {exc}") from exc
