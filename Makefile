@@ -48,7 +48,7 @@ demo: setup
 	$(ENV) && python -m panoptic_perception demo
 
 lint: setup
-	$(ENV) && ruff check src test nodes tools
+	$(ENV) && ruff check src test $$(find nodes -type f 2>/dev/null)
 
 clean:
 	rm -rf $(BUILD) $(VENV)
