@@ -27,20 +27,20 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def box_intersection(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise intersection areas of a [N,4] and b [M,4] -> [N,M]."""
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    """Pairwise intersection areas of a [..., N, 4] and b [..., M, 4] -> [..., N, M]."""
+    top_left = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
+    bottom_right = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
     size = (bottom_right - top_left).clamp(min=0)
     return size[..., 0] * size[..., 1]
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pairwise IoU of a [N,4] and b [M,4] -> [N,M].
+    """Pairwise IoU of a [..., N, 4] and b [..., M, 4] -> [..., N, M] (leading dims broadcast).
 
     Two zero-area boxes have IoU 0 (not NaN), so degenerate detections never suppress anything.
     """
     inter = box_intersection(a, b)
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
     safe_union = union.clamp(min=torch.finfo(inter.dtype).tiny)
     return torch.where(union > 0, inter / safe_union, torch.zeros_like(inter))
 
