@@ -1,0 +1,432 @@
+"""ROS messages <-> numpy arrays, nothing else.
+
+Inputs: `sensor_msgs/Image` (rgb8, bgr8, rgba8, bgra8, mono8; 8UC1/8UC3/8UC4 read as OpenCV
+does: mono, BGR, BGRA) and `sensor_msgs/CompressedImage` become an RGB uint8 (H, W, 3) array;
+`sensor_msgs/CameraInfo` becomes `geometry.camera.Intrinsics`. A message that cannot be used
+raises InputError naming what is wrong, so the node can log it (throttled) and skip the frame.
+
+Outputs are built from plain numpy arrays and the small records below, so this module does not
+depend on the Pipeline's class names: anything with the documented attribute names (or a dict
+with those keys, or `data.panoptic_io.SegmentInfo`) is accepted.
+
+Stamps and frames (DESIGN.md): image-like outputs copy the input image's header (stamp AND
+frame_id); grid and objects take the input stamp with the vehicle frame. Nothing here reads the
+clock.
+
+Class grid: published as `nav_msgs/OccupancyGrid` (it carries the grid geometry, so a consumer
+needs nothing else, and rviz's Map display draws it). Its int8 cells hold the uint8 class ids
+bit for bit: read them with `np.frombuffer(bytes(np.int8(msg.data)), np.uint8)` (or
+`class_grid_msg_to_numpy`); 255 (= -1, rviz's "unknown") is unknown / void.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+from geometry_msgs.msg import Point, Pose
+from nav_msgs.msg import MapMetaData, OccupancyGrid
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
+from std_msgs.msg import Header
+
+from panoptic_perception.errors import InputError
+from panoptic_perception.geometry.camera import Intrinsics
+from panoptic_perception.msg import DetectedObject, DetectedObjects, PanopticSegmentation, Segment
+
+# encoding -> (channels, cv2 conversion code name to RGB or None when already RGB)
+_INPUT_ENCODINGS = {
+    "rgb8": (3, None),
+    "bgr8": (3, "COLOR_BGR2RGB"),
+    "rgba8": (4, "COLOR_RGBA2RGB"),
+    "bgra8": (4, "COLOR_BGRA2RGB"),
+    "mono8": (1, "COLOR_GRAY2RGB"),
+    # Generic OpenCV types: cv_bridge treats 3 and 4 channels as BGR(A).
+    "8UC1": (1, "COLOR_GRAY2RGB"),
+    "8UC3": (3, "COLOR_BGR2RGB"),
+    "8UC4": (4, "COLOR_BGRA2RGB"),
+}
+SUPPORTED_ENCODINGS: Tuple[str, ...] = tuple(_INPUT_ENCODINGS)
+UNKNOWN_CLASS = 255  # void in category maps and class grids
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class GridGeometry:
+    """Where the grid lies in the vehicle frame; rows along +y, columns along +x, row-major."""
+
+    resolution_m: float
+    origin_x_m: float
+    origin_y_m: float
+    width: int  # cells along x
+    height: int  # cells along y
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """One row of a frame's segment table; bbox is (x, y, width, height) in pixels (COCO)."""
+
+    id: int
+    category_id: int
+    score: float = 1.0
+    area_px: int = 0
+    bbox_xywh: Tuple[int, int, int, int] = (0, 0, 0, 0)
+    name: str = ""
+    is_thing: Optional[bool] = None  # None: taken from the label space
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """A thing on the ground in the vehicle frame."""
+
+    segment_id: int
+    category_id: int
+    score: float
+    x_m: float
+    y_m: float
+    yaw_rad: float = 0.0
+    length_m: float = 0.0
+    width_m: float = 0.0
+    position_sigma_m: float = 0.0
+    name: str = ""
+
+
+def _get(obj: Any, names: Sequence[str], default: Any = None) -> Any:
+    for name in names:
+        if isinstance(obj, dict):
+            if name in obj:
+                return obj[name]
+        elif hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+def as_segment_record(obj: Any) -> SegmentRecord:
+    """SegmentRecord from a SegmentRecord, a panoptic_io.SegmentInfo, a COCO segments_info dict,
+    or any object with id, category_id and optionally score, area(_px), bbox(_xywh), name, is_thing."""
+    if isinstance(obj, SegmentRecord):
+        return obj
+    seg_id = _get(obj, ("id", "segment_id"))
+    category_id = _get(obj, ("category_id",))
+    if seg_id is None or category_id is None:
+        raise InputError(f"segment {obj!r} has no id or category_id")
+    bbox = _get(obj, ("bbox_xywh", "bbox"), (0, 0, 0, 0))
+    if len(bbox) != 4:
+        raise InputError(f"segment {seg_id}: bbox must be (x, y, width, height), got {bbox!r}")
+    is_thing = _get(obj, ("is_thing", "isthing"))
+    return SegmentRecord(
+        id=int(seg_id), category_id=int(category_id), score=float(_get(obj, ("score",), 1.0)),
+        area_px=int(_get(obj, ("area_px", "area"), 0)), bbox_xywh=tuple(int(v) for v in bbox),
+        name=str(_get(obj, ("name", "category_name"), "") or ""),
+        is_thing=None if is_thing is None else bool(is_thing),
+    )
+
+
+def as_object_record(obj: Any) -> ObjectRecord:
+    """ObjectRecord from an ObjectRecord, a dict or any object with the same attribute names."""
+    if isinstance(obj, ObjectRecord):
+        return obj
+    values = {}
+    for name in ("segment_id", "category_id", "score", "x_m", "y_m", "yaw_rad", "length_m", "width_m",
+                 "position_sigma_m"):
+        value = _get(obj, (name,))
+        if value is None:
+            if name in ("segment_id", "category_id", "score", "x_m", "y_m"):
+                raise InputError(f"object {obj!r} has no {name}")
+            continue
+        values[name] = value
+    values["name"] = str(_get(obj, ("name", "category_name"), "") or "")
+    return ObjectRecord(**values)
+
+
+def as_grid_geometry(obj: Any) -> GridGeometry:
+    """GridGeometry from any object or dict with resolution_m, origin_x_m, origin_y_m, width, height."""
+    if isinstance(obj, GridGeometry):
+        return obj
+    try:
+        return GridGeometry(float(_get(obj, ("resolution_m",))), float(_get(obj, ("origin_x_m",))),
+                            float(_get(obj, ("origin_y_m",))), int(_get(obj, ("width",))),
+                            int(_get(obj, ("height",))))
+    except TypeError as exc:
+        raise InputError(f"grid geometry {obj!r} lacks resolution_m, origin_x_m, origin_y_m, width or "
+                         f"height") from exc
+
+
+# ----------------------------------------------------------------------------- headers
+
+
+def copy_header(header: Header, frame_id: Optional[str] = None) -> Header:
+    """A new Header with the input's stamp (and frame_id unless one is given)."""
+    return Header(seq=header.seq, stamp=header.stamp,
+                  frame_id=header.frame_id if frame_id is None else frame_id)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _as_bytes(data: Any) -> Any:
+    # rospy delivers uint8[] as bytes; messages built by hand may hold lists.
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    return np.asarray(data, dtype=np.uint8).tobytes()
+
+
+def _describe(msg: Any) -> str:
+    header = getattr(msg, "header", None)
+    if header is None:
+        return "image"
+    return f"image (frame '{header.frame_id}', stamp {header.stamp.secs}.{header.stamp.nsecs:09d})"
+
+
+def image_to_rgb(msg: Image, copy: bool = False) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB.
+
+    For rgb8 without row padding the result is a read-only view of the message's buffer unless
+    `copy` is set; every other encoding is converted into a new array.
+    """
+    encoding = msg.encoding
+    if encoding not in _INPUT_ENCODINGS:
+        raise InputError(f"{_describe(msg)}: unsupported encoding '{encoding}'; supported: "
+                         f"{', '.join(SUPPORTED_ENCODINGS)}")
+    channels, code = _INPUT_ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    data = _as_bytes(msg.data)
+    if height == 0 or width == 0 or len(data) == 0:
+        raise InputError(f"{_describe(msg)}: empty image ({width}x{height}, {len(data)} bytes)")
+    row_bytes = width * channels
+    if step < row_bytes:
+        raise InputError(f"{_describe(msg)}: step {step} is smaller than width {width} x {channels} "
+                         f"channels = {row_bytes} bytes")
+    if len(data) != step * height:
+        raise InputError(f"{_describe(msg)}: data has {len(data)} bytes, expected step {step} x height "
+                         f"{height} = {step * height}")
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(height, step)
+    pixels = rows[:, :row_bytes].reshape(height, width, channels)
+    if code is None:
+        return pixels.copy() if copy or not pixels.flags.c_contiguous else pixels
+    import cv2
+
+    src = pixels[:, :, 0] if channels == 1 else pixels
+    return cv2.cvtColor(np.ascontiguousarray(src), getattr(cv2, code))
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg / png, as image_transport's compressed plugin writes) -> RGB."""
+    import cv2
+
+    data = _as_bytes(msg.data)
+    if len(data) == 0:
+        raise InputError(f"{_describe(msg)}: empty compressed image (format '{msg.format}')")
+    if "compressedDepth" in msg.format:
+        raise InputError(f"{_describe(msg)}: compressedDepth images are not camera images")
+    # The compressed plugin encodes colour as BGR whatever the original encoding, so imdecode's
+    # BGR result is right in every case.
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise InputError(f"{_describe(msg)}: cannot decode {len(data)} bytes of format '{msg.format}'")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_message_to_rgb(msg: Any) -> np.ndarray:
+    """Image or CompressedImage -> RGB (H, W, 3) uint8."""
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return compressed_to_rgb(msg)
+    return image_to_rgb(msg)
+
+
+def camera_info_to_intrinsics(info: CameraInfo) -> Intrinsics:
+    """CameraInfo -> Intrinsics; InputError for an uncalibrated (all-zero K) or malformed one."""
+    K = tuple(float(v) for v in info.K)
+    if not any(K):
+        raise InputError(f"CameraInfo (frame '{info.header.frame_id}') has an all-zero K: the camera "
+                         f"is not calibrated")
+    if int(info.binning_x) > 1 or int(info.binning_y) > 1:
+        raise InputError(f"CameraInfo (frame '{info.header.frame_id}') uses binning "
+                         f"{info.binning_x}x{info.binning_y}, which this node does not support")
+    P = tuple(float(v) for v in info.P)
+    return Intrinsics(
+        width=int(info.width), height=int(info.height), K=K, D=tuple(float(v) for v in info.D),
+        R=tuple(float(v) for v in info.R) if any(info.R) else Intrinsics.__dataclass_fields__["R"].default,
+        P=P if any(P) else None, distortion_model=info.distortion_model or "plumb_bob",
+    )
+
+
+def check_image_matches_camera_info(rgb: np.ndarray, info: CameraInfo) -> None:
+    """InputError when the image is not the size the CameraInfo describes."""
+    height, width = rgb.shape[:2]
+    if (width, height) != (int(info.width), int(info.height)):
+        raise InputError(f"image is {width}x{height} but its CameraInfo (frame '{info.header.frame_id}') "
+                         f"says {info.width}x{info.height}")
+
+
+def intrinsics_to_camera_info(intrinsics: Intrinsics, header: Header) -> CameraInfo:
+    """Intrinsics -> CameraInfo with the given header (used when writing bags)."""
+    P = intrinsics.P
+    if P is None:
+        k = intrinsics.K
+        P = (k[0], k[1], k[2], 0.0, k[3], k[4], k[5], 0.0, k[6], k[7], k[8], 0.0)
+    return CameraInfo(header=header, width=intrinsics.width, height=intrinsics.height,
+                      distortion_model=intrinsics.distortion_model, D=list(intrinsics.D),
+                      K=list(intrinsics.K), R=list(intrinsics.R), P=list(P))
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:
+    array = np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    return Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+                 step=array.strides[0], data=array.tobytes())
+
+
+def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
+    """(H, W, 3) uint8 RGB -> rgb8 Image with the given header."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputError(f"rgb8 output needs an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
+    return _image_msg(rgb, "rgb8", header)
+
+
+def category_map_to_mono8_msg(category_map: np.ndarray, header: Header) -> Image:
+    """(H, W) uint8 class ids (255 void) -> mono8 Image."""
+    category_map = np.asarray(category_map)
+    if category_map.ndim != 2 or category_map.dtype != np.uint8:
+        raise InputError(f"mono8 class map needs an (H, W) uint8 array, got {category_map.shape} "
+                         f"{category_map.dtype}")
+    return _image_msg(category_map, "mono8", header)
+
+
+def segment_map_to_image_msg(segment_map: np.ndarray, header: Header) -> Image:
+    """(H, W) integer segment ids -> 32SC1 little-endian Image."""
+    segment_map = np.asarray(segment_map)
+    if segment_map.ndim != 2 or segment_map.dtype.kind not in "iu":
+        raise InputError(f"panoptic image needs an (H, W) integer array, got {segment_map.shape} "
+                         f"{segment_map.dtype}")
+    if segment_map.dtype != np.dtype("<i4"):
+        too_big = segment_map.size and int(segment_map.max()) > np.iinfo(np.int32).max
+        if too_big or (segment_map.size and int(segment_map.min()) < 0):
+            raise InputError("segment ids must be within 0..2^31-1 for a 32SC1 image")
+        segment_map = segment_map.astype("<i4")
+    return _image_msg(segment_map, "32SC1", header)
+
+
+def panoptic_to_msg(segment_map: np.ndarray, segments: Sequence[Any], header: Header,
+                    label_space: Any) -> PanopticSegmentation:
+    """Segment-id map plus segment table -> PanopticSegmentation with the input image's header.
+
+    `label_space` (labels.LabelSpace) names the ids and fills name / is_thing where a segment
+    record leaves them out.
+    """
+    categories = label_space.categories
+    msg = PanopticSegmentation(header=header, label_space=label_space.name,
+                               panoptic=segment_map_to_image_msg(segment_map, header))
+    out: List[Segment] = []
+    for raw in segments:
+        seg = as_segment_record(raw)
+        if seg.id <= 0:
+            raise InputError(f"segment id {seg.id} is invalid: ids are >= 1, 0 is void")
+        if not 0 <= seg.category_id < len(categories):
+            raise InputError(f"segment {seg.id}: category {seg.category_id} is not in label space "
+                             f"{label_space.name} (0..{len(categories) - 1})")
+        category = categories[seg.category_id]
+        x, y, w, h = seg.bbox_xywh
+        out.append(Segment(
+            id=seg.id, category_id=seg.category_id, category_name=seg.name or category.name,
+            is_thing=category.is_thing if seg.is_thing is None else seg.is_thing,
+            score=seg.score, area=seg.area_px,
+            bbox=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0), height=max(h, 0)),
+        ))
+    msg.segments = out
+    return msg
+
+
+def _grid_msg(cells: np.ndarray, geometry: Any, header: Header, vehicle_frame: str) -> OccupancyGrid:
+    geom = as_grid_geometry(geometry)
+    if cells.shape != (geom.height, geom.width):
+        raise InputError(f"grid array is {cells.shape} (rows, cols) but the geometry says "
+                         f"{geom.height} rows x {geom.width} columns")
+    grid_header = copy_header(header, frame_id=vehicle_frame)
+    info = MapMetaData(map_load_time=header.stamp, resolution=geom.resolution_m, width=geom.width,
+                       height=geom.height,
+                       origin=Pose(position=Point(x=geom.origin_x_m, y=geom.origin_y_m, z=0.0)))
+    info.origin.orientation.w = 1.0
+    # genpy packs int8[] with struct from a sequence of Python ints: tolist() is its fast input.
+    return OccupancyGrid(header=grid_header, info=info, data=cells.ravel().tolist())
+
+
+def occupancy_to_msg(occupancy: np.ndarray, geometry: Any, header: Header,
+                     vehicle_frame: str) -> OccupancyGrid:
+    """int8 [height, width] (-1 unknown, 0 free, 100 occupied) -> OccupancyGrid in the vehicle frame,
+    stamped with the input image's stamp."""
+    occupancy = np.asarray(occupancy)
+    if occupancy.ndim != 2 or occupancy.dtype.kind not in "iu":
+        raise InputError(f"occupancy needs a 2-D integer array, got {occupancy.shape} {occupancy.dtype}")
+    if occupancy.size and (int(occupancy.min()) < -1 or int(occupancy.max()) > 100):
+        raise InputError(f"occupancy values must be -1 or 0..100, got {int(occupancy.min())}.."
+                         f"{int(occupancy.max())}")
+    return _grid_msg(occupancy.astype(np.int8, copy=False), geometry, header, vehicle_frame)
+
+
+def class_grid_to_msg(class_grid: np.ndarray, geometry: Any, header: Header,
+                      vehicle_frame: str) -> OccupancyGrid:
+    """uint8 [height, width] class ids (255 unknown) -> OccupancyGrid whose int8 cells are the same bytes."""
+    class_grid = np.asarray(class_grid)
+    if class_grid.ndim != 2 or class_grid.dtype != np.uint8:
+        raise InputError(f"class grid needs a 2-D uint8 array, got {class_grid.shape} {class_grid.dtype}")
+    return _grid_msg(class_grid.view(np.int8), geometry, header, vehicle_frame)
+
+
+def objects_to_msg(objects: Sequence[Any], header: Header, vehicle_frame: str,
+                   label_space: Any = None) -> DetectedObjects:
+    """Ground objects -> DetectedObjects with the input stamp and the vehicle frame."""
+    out = DetectedObjects(header=copy_header(header, frame_id=vehicle_frame))
+    for raw in objects:
+        obj = as_object_record(raw)
+        name = obj.name
+        if not name and label_space is not None and 0 <= obj.category_id < len(label_space.categories):
+            name = label_space.categories[obj.category_id].name
+        out.objects.append(DetectedObject(
+            segment_id=obj.segment_id, category_id=obj.category_id, category_name=name, score=obj.score,
+            position=Point(x=obj.x_m, y=obj.y_m, z=0.0), yaw_rad=obj.yaw_rad, length_m=obj.length_m,
+            width_m=obj.width_m, position_sigma_m=obj.position_sigma_m,
+        ))
+    return out
+
+
+# ----------------------------------------------------------------------------- reading outputs back
+
+
+def panoptic_msg_to_numpy(msg: PanopticSegmentation) -> Tuple[np.ndarray, List[SegmentRecord]]:
+    """PanopticSegmentation -> (int32 segment map, segment table): what a consumer decodes."""
+    image = msg.panoptic
+    if image.encoding != "32SC1":
+        raise InputError(f"panoptic image encoding must be 32SC1, got '{image.encoding}'")
+    dtype = np.dtype(">i4" if image.is_bigendian else "<i4")
+    data = _as_bytes(image.data)
+    if len(data) != image.step * image.height or image.step < 4 * image.width:
+        raise InputError(f"panoptic image: {len(data)} bytes do not match step {image.step} x {image.height}")
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(image.height, image.step)[:, :4 * image.width]
+    ids = np.ascontiguousarray(rows).view(dtype).reshape(image.height, image.width).astype(np.int32)
+    segments = [SegmentRecord(id=s.id, category_id=s.category_id, score=s.score, area_px=s.area,
+                              bbox_xywh=(s.bbox.x_offset, s.bbox.y_offset, s.bbox.width, s.bbox.height),
+                              name=s.category_name, is_thing=s.is_thing) for s in msg.segments]
+    return ids, segments
+
+
+def occupancy_msg_to_numpy(msg: OccupancyGrid) -> Tuple[np.ndarray, GridGeometry]:
+    """OccupancyGrid -> (int8 [height, width] cells, geometry)."""
+    info = msg.info
+    cells = np.asarray(msg.data, dtype=np.int8)
+    if cells.size != info.width * info.height:
+        raise InputError(f"OccupancyGrid has {cells.size} cells, expected {info.width} x {info.height}")
+    geometry = GridGeometry(float(info.resolution), float(info.origin.position.x),
+                            float(info.origin.position.y), int(info.width), int(info.height))
+    return cells.reshape(info.height, info.width), geometry
+
+
+def class_grid_msg_to_numpy(msg: OccupancyGrid) -> Tuple[np.ndarray, GridGeometry]:
+    """Class-grid OccupancyGrid -> (uint8 class ids, 255 unknown, geometry)."""
+    cells, geometry = occupancy_msg_to_numpy(msg)
+    return cells.view(np.uint8), geometry
