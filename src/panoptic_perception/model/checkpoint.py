@@ -50,6 +50,21 @@ def _check_plain(value: Any, where: str) -> None:
                      "(str, number, bool, None, list, dict)")
 
 
+def _unpickling_reason(message: str) -> Tuple[bool, str]:
+    """(references code?, the informative line) from torch's weights_only error text.
+
+    torch's first line advises retrying with weights_only=False, which is exactly what must not
+    be done with an untrusted file, so only the line naming the actual problem is passed on.
+    """
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for line in lines:
+        if "GLOBAL" in line:
+            return True, line
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    specific = [ln for ln in lines if not ln.startswith(boilerplate)]
+    return False, specific[0] if specific else (lines[0] if lines else "unreadable pickle")
+
+
 def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], config: ModelConfig,
                     meta: Optional[Mapping[str, Any]] = None) -> Path:
     """Write a checkpoint atomically (temp file + rename, so a crash never leaves half a model file)."""
@@ -87,10 +102,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc).lower():
-            raise ModelFileError(f"checkpoint {path} refused: it holds objects other than tensors and plain "
-                                 f"data (loading it could execute code): {str(exc).splitlines()[0]}") from exc
-        raise ModelFileError(f"checkpoint {path} is corrupt: {exc}") from exc
+        code, reason = _unpickling_reason(str(exc))
+        if code:
+            raise ModelFileError(f"checkpoint {path} refused: it references code, not just tensors and plain "
+                                 f"data, and is never unpickled with code enabled ({reason})") from exc
+        raise ModelFileError(f"checkpoint {path} is truncated or corrupt: {reason}") from exc
     except _READ_ERRORS as exc:
         raise ModelFileError(f"checkpoint {path} is truncated or corrupt: {exc}") from exc
 
