@@ -1,0 +1,210 @@
+"""Backend selection and construction: `create_backend` is what the Pipeline calls.
+
+`auto` rule:
+  1. tensorrt   when torch_tensorrt imports and a CUDA device is present;
+  2. torch      on CUDA (fp16, plus torch.compile / CUDA graphs when configured) when CUDA is present;
+  3. on CPU the faster CPU backend: onnxruntime when it is installed and the model exports, else
+     torch eager. Rule measured, not assumed: see CPU_RULE_EVIDENCE (bench backends).
+A backend named explicitly is used or fails with the reason (never silently replaced); only `auto`
+falls back down the list, and `Backend.reason` says what it chose and why.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from panoptic_perception.errors import ConfigError, PerceptionError
+from panoptic_perception.runtime.base import LOG, Backend, InputShape, input_shape_for
+from panoptic_perception.runtime.config import RuntimeConfig
+from panoptic_perception.runtime.engine_cache import EngineCache, make_cache_key, state_dict_digest
+
+DEFAULT_CACHE_DIR = Path("~/.cache/panoptic_perception/engines")
+CPU_RULE_EVIDENCE = "onnxruntime preferred on CPU (see bench/RESULTS.md, suite `backends`)"
+
+
+def resolve_device(runtime_config: RuntimeConfig) -> torch.device:
+    if runtime_config.device == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("runtime.device is 'cuda' but no CUDA device is available")
+        return torch.device("cuda", 0)
+    if runtime_config.device == "cpu":
+        return torch.device("cpu")
+    return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def resolve_cache_dir(runtime_config: RuntimeConfig, checkpoint_path: Optional[str | Path]) -> Path:
+    if runtime_config.engine_cache_dir:
+        return Path(runtime_config.engine_cache_dir).expanduser()
+    if checkpoint_path is not None:
+        return Path(checkpoint_path).expanduser().resolve().parent
+    return DEFAULT_CACHE_DIR.expanduser()
+
+
+def slot_name(backend: str, checkpoint_path: Optional[str | Path], input_shape: InputShape,
+              precision: str) -> str:
+    """Human-readable cache slot: one per model file, backend, input size and precision."""
+    stem = Path(checkpoint_path).stem if checkpoint_path is not None else "model"
+    return f"{stem}.{backend}.{input_shape[3]}x{input_shape[2]}.{precision}"
+
+
+def choose_backend(runtime_config: RuntimeConfig) -> Tuple[str, torch.device, str]:
+    """(backend name, device, reason) for the configured backend, resolving `auto`."""
+    requested = runtime_config.backend
+    if requested == "tensorrt":
+        from panoptic_perception.runtime.tensorrt_backend import tensorrt_status
+
+        ok, why = tensorrt_status()
+        if not ok:
+            raise ConfigError(f"backend 'tensorrt' requested but unusable: {why}")
+        if runtime_config.device == "cpu":
+            raise ConfigError("backend 'tensorrt' runs on CUDA only, but runtime.device is 'cpu'")
+        return "tensorrt", torch.device("cuda", 0), f"configured (tensorrt: {why})"
+    if requested == "torch":
+        return "torch", resolve_device(runtime_config), "configured"
+    if requested == "onnxruntime":
+        return "onnxruntime", torch.device("cpu"), "configured"
+    # auto
+    if runtime_config.device != "cpu":
+        from panoptic_perception.runtime.tensorrt_backend import tensorrt_status
+
+        ok, why = tensorrt_status()
+        if ok:
+            return "tensorrt", torch.device("cuda", 0), f"auto: {why}"
+        if torch.cuda.is_available():
+            return "torch", torch.device("cuda", 0), f"auto: CUDA available but TensorRT not ({why})"
+        if runtime_config.device == "cuda":
+            raise ConfigError("runtime.device is 'cuda' but no CUDA device is available")
+    try:
+        import onnxruntime  # noqa: F401
+
+        return "onnxruntime", torch.device("cpu"), f"auto: no usable GPU; {CPU_RULE_EVIDENCE}"
+    except ImportError:
+        return "torch", torch.device("cpu"), "auto: no usable GPU and onnxruntime not installed; torch eager"
+
+
+def create_backend(model_config, state_dict: Mapping[str, torch.Tensor], runtime_config: RuntimeConfig,
+                   checkpoint_path: Optional[str | Path] = None) -> Backend:
+    """The backend the config asks for (or `auto` picks), ready to `infer`."""
+    from panoptic_perception.runtime.model_loader import build_eval_model
+
+    source = str(checkpoint_path) if checkpoint_path is not None else "state_dict"
+    model = build_eval_model(model_config, state_dict, source)
+    return create_backend_for_module(model, model_config, runtime_config, state_dict_digest(state_dict),
+                                     checkpoint_path)
+
+
+def create_backend_for_module(model: nn.Module, model_config, runtime_config: RuntimeConfig,
+                              weights_digest: str, checkpoint_path: Optional[str | Path] = None,
+                              input_shape: Optional[InputShape] = None,
+                              force_rebuild: bool = False) -> Backend:
+    """As create_backend, for an already-built eval model (tests, export, benchmarks)."""
+    input_shape = input_shape or input_shape_for(model_config)
+    if runtime_config.num_threads > 0:
+        torch.set_num_threads(runtime_config.num_threads)
+    name, device, reason = choose_backend(runtime_config)
+    try:
+        backend = _construct(name, device, reason, model, model_config, runtime_config, weights_digest,
+                             checkpoint_path, input_shape, force_rebuild)
+    except PerceptionError as exc:
+        if runtime_config.backend != "auto" or name == "torch":
+            raise
+        # auto never leaves the vehicle without a network: fall back to torch on the same device
+        LOG.warning("auto: %s backend failed (%s); falling back to torch", name, exc)
+        fallback_device = device if device.type == "cuda" else torch.device("cpu")
+        backend = _construct("torch", fallback_device, f"auto: {name} failed ({exc}); torch fallback", model,
+                             model_config, runtime_config, weights_digest, checkpoint_path, input_shape,
+                             force_rebuild)
+    LOG.info("runtime: %s", backend.describe())
+    return backend
+
+
+def _construct(name: str, device: torch.device, reason: str, model: nn.Module, model_config,
+               runtime_config: RuntimeConfig, weights_digest: str, checkpoint_path: Optional[str | Path],
+               input_shape: InputShape, force_rebuild: bool) -> Backend:
+    if name == "torch":
+        from panoptic_perception.runtime.torch_backend import TorchBackend
+
+        return TorchBackend(model, input_shape, device, reason, precision=runtime_config.precision,
+                            torch_compile=runtime_config.torch_compile,
+                            cuda_graphs=runtime_config.cuda_graphs,
+                            warmup_frames=runtime_config.warmup_frames)
+    cache = EngineCache(resolve_cache_dir(runtime_config, checkpoint_path))
+    if name == "onnxruntime":
+        return build_onnx_backend(model, model_config, runtime_config, weights_digest, checkpoint_path,
+                                  input_shape, reason, cache, force_rebuild)
+    if name == "tensorrt":
+        return build_tensorrt_backend(model, model_config, runtime_config, weights_digest, checkpoint_path,
+                                      input_shape, reason, cache, device, force_rebuild)
+    raise ConfigError(f"unknown backend {name!r}")
+
+
+def onnx_cache_key(model_config, runtime_config: RuntimeConfig, weights_digest: str, input_shape: InputShape):
+    import onnx
+
+    return make_cache_key(backend="onnxruntime", weights_digest=weights_digest, model_config=model_config,
+                          input_shape=input_shape, precision="fp32",
+                          environment={"onnx": onnx.__version__, "opset": runtime_config.onnx_opset})
+
+
+def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeConfig, weights_digest: str,
+                       checkpoint_path: Optional[str | Path], input_shape: InputShape, reason: str,
+                       cache: EngineCache, force_rebuild: bool = False) -> Backend:
+    from panoptic_perception.runtime.onnx_backend import OnnxRuntimeBackend, choose_providers, load_session
+    from panoptic_perception.runtime.onnx_export import export_onnx
+
+    device_pref = "cpu" if runtime_config.device == "cpu" else "auto"
+    providers = choose_providers(device_pref)
+    threads = runtime_config.num_threads
+
+    if runtime_config.onnx_path:
+        path = Path(runtime_config.onnx_path).expanduser()
+        session = load_session(path, threads, providers)
+        return OnnxRuntimeBackend(session, input_shape, reason + f"; prebuilt {path}", path)
+
+    exporter = {}
+
+    def build(tmp: Path) -> None:
+        exporter["used"] = export_onnx(model, input_shape, tmp, opset=runtime_config.onnx_opset)
+
+    key = onnx_cache_key(model_config, runtime_config, weights_digest, input_shape)
+    slot = slot_name("onnxruntime", checkpoint_path, input_shape, "fp32")
+    result = cache.get_or_build(slot, key, ".onnx", build, lambda p: load_session(p, threads, providers),
+                                force_rebuild=force_rebuild)
+    how = f"exported by the {exporter['used']} exporter" if result.built else "from cache"
+    backend = OnnxRuntimeBackend(result.value, input_shape, f"{reason}; {result.path.name} {how}",
+                                 result.path)
+    for _ in range(runtime_config.warmup_frames):
+        backend.infer(torch.zeros(input_shape))
+    return backend
+
+
+def build_tensorrt_backend(model: nn.Module, model_config, runtime_config: RuntimeConfig, weights_digest: str,
+                           checkpoint_path: Optional[str | Path], input_shape: InputShape, reason: str,
+                           cache: EngineCache, device: torch.device, force_rebuild: bool = False) -> Backend:
+    from panoptic_perception.runtime import tensorrt_backend as trt
+
+    precision = runtime_config.precision
+    if precision == "int8":
+        raise ConfigError("tensorrt: int8 needs a quantized (calibrated) model, e.g. from NVIDIA ModelOpt; "
+                          "this package ships none: use fp16 or fp32")
+    key = make_cache_key(backend="tensorrt", weights_digest=weights_digest, model_config=model_config,
+                         input_shape=input_shape, precision=precision,
+                         environment={**trt.environment_key(device),
+                                      "workspace_gb": runtime_config.workspace_gb,
+                                      "min_block_size": runtime_config.min_block_size,
+                                      "require_full_compilation": runtime_config.require_full_compilation})
+    slot = slot_name("tensorrt", checkpoint_path, input_shape, precision)
+
+    def build(tmp: Path) -> None:
+        trt.build_tensorrt_program(model, input_shape, precision, runtime_config, cache.root, tmp, device)
+
+    # torch_tensorrt.save insists on the .ep suffix, which the temp path has
+    result = cache.get_or_build(slot, key, trt.ARTIFACT_SUFFIX, build, trt.load_tensorrt_program,
+                                force_rebuild=force_rebuild)
+    how = "built" if result.built else "loaded from cache"
+    return trt.TensorRTBackend(result.value, input_shape, device, precision,
+                               f"{reason}; engine {result.path.name} {how} in {result.seconds:.1f} s",
+                               result.path, runtime_config.warmup_frames)
