@@ -21,12 +21,14 @@ class RuntimeConfig:
     # Where compiled artifacts (TensorRT programs, ONNX files) live; "" = beside the checkpoint,
     # or ~/.cache/panoptic_perception/engines when there is no checkpoint file.
     engine_cache_dir: str = ""
-    onnx_path: Optional[str] = None  # a prebuilt .onnx to run as is (skips export and cache)
+    # Exact artifact file (.ep for tensorrt, .onnx for onnxruntime) with its manifest beside it; built
+    # there when missing or stale. None = a slot in engine_cache_dir named after the checkpoint.
+    engine_path: Optional[str] = None
+    onnx_path: Optional[str] = None  # a prebuilt .onnx to run as is (no key check, no rebuild)
     workspace_gb: float = 2.0  # TensorRT builder workspace
     min_block_size: int = 1  # smallest subgraph TensorRT takes; 1 = convert every supported op
     require_full_compilation: bool = True  # the graph is designed to convert whole; fail if it does not
     num_threads: int = 0  # CPU intra-op threads; 0 = library default (all cores)
-    build_only: bool = False  # build/refresh the cached artifact, do not keep a runtime (export tools)
     onnx_opset: int = 18
     warmup_frames: int = 2  # frames run at start so the first real frame is not the slow one
 

@@ -50,6 +50,18 @@ def slot_name(backend: str, checkpoint_path: Optional[str | Path], input_shape: 
     return f"{stem}.{backend}.{input_shape[3]}x{input_shape[2]}.{precision}"
 
 
+def cache_slot(runtime_config: RuntimeConfig, backend: str, checkpoint_path: Optional[str | Path],
+               input_shape: InputShape, precision: str, suffix: str) -> Tuple[EngineCache, str]:
+    """(cache, slot) for an artifact: runtime.engine_path when set, else the named slot in the cache dir."""
+    if runtime_config.engine_path:
+        path = Path(runtime_config.engine_path).expanduser()
+        if path.suffix != suffix:
+            raise ConfigError(f"engine_path {path} must end with {suffix} for the {backend} backend")
+        return EngineCache(path.parent), path.name[: -len(suffix)]
+    return (EngineCache(resolve_cache_dir(runtime_config, checkpoint_path)),
+            slot_name(backend, checkpoint_path, input_shape, precision))
+
+
 def choose_backend(runtime_config: RuntimeConfig) -> Tuple[str, torch.device, str]:
     """(backend name, device, reason) for the configured backend, resolving `auto`."""
     requested = runtime_config.backend
@@ -131,13 +143,12 @@ def _construct(name: str, device: torch.device, reason: str, model: nn.Module, m
                             torch_compile=runtime_config.torch_compile,
                             cuda_graphs=runtime_config.cuda_graphs,
                             warmup_frames=runtime_config.warmup_frames)
-    cache = EngineCache(resolve_cache_dir(runtime_config, checkpoint_path))
     if name == "onnxruntime":
         return build_onnx_backend(model, model_config, runtime_config, weights_digest, checkpoint_path,
-                                  input_shape, reason, cache, force_rebuild)
+                                  input_shape, reason, force_rebuild)
     if name == "tensorrt":
         return build_tensorrt_backend(model, model_config, runtime_config, weights_digest, checkpoint_path,
-                                      input_shape, reason, cache, device, force_rebuild)
+                                      input_shape, reason, device, force_rebuild)
     raise ConfigError(f"unknown backend {name!r}")
 
 
@@ -151,7 +162,7 @@ def onnx_cache_key(model_config, runtime_config: RuntimeConfig, weights_digest: 
 
 def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeConfig, weights_digest: str,
                        checkpoint_path: Optional[str | Path], input_shape: InputShape, reason: str,
-                       cache: EngineCache, force_rebuild: bool = False) -> Backend:
+                       force_rebuild: bool = False) -> Backend:
     from panoptic_perception.runtime.onnx_backend import OnnxRuntimeBackend, choose_providers, load_session
     from panoptic_perception.runtime.onnx_export import export_onnx
 
@@ -170,7 +181,7 @@ def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeCo
         exporter["used"] = export_onnx(model, input_shape, tmp, opset=runtime_config.onnx_opset)
 
     key = onnx_cache_key(model_config, runtime_config, weights_digest, input_shape)
-    slot = slot_name("onnxruntime", checkpoint_path, input_shape, "fp32")
+    cache, slot = cache_slot(runtime_config, "onnxruntime", checkpoint_path, input_shape, "fp32", ".onnx")
     result = cache.get_or_build(slot, key, ".onnx", build, lambda p: load_session(p, threads, providers),
                                 force_rebuild=force_rebuild)
     how = f"exported by the {exporter['used']} exporter" if result.built else "from cache"
@@ -183,7 +194,7 @@ def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeCo
 
 def build_tensorrt_backend(model: nn.Module, model_config, runtime_config: RuntimeConfig, weights_digest: str,
                            checkpoint_path: Optional[str | Path], input_shape: InputShape, reason: str,
-                           cache: EngineCache, device: torch.device, force_rebuild: bool = False) -> Backend:
+                           device: torch.device, force_rebuild: bool = False) -> Backend:
     from panoptic_perception.runtime import tensorrt_backend as trt
 
     precision = runtime_config.precision
@@ -196,7 +207,8 @@ def build_tensorrt_backend(model: nn.Module, model_config, runtime_config: Runti
                                       "workspace_gb": runtime_config.workspace_gb,
                                       "min_block_size": runtime_config.min_block_size,
                                       "require_full_compilation": runtime_config.require_full_compilation})
-    slot = slot_name("tensorrt", checkpoint_path, input_shape, precision)
+    cache, slot = cache_slot(runtime_config, "tensorrt", checkpoint_path, input_shape, precision,
+                             trt.ARTIFACT_SUFFIX)
 
     def build(tmp: Path) -> None:
         trt.build_tensorrt_program(model, input_shape, precision, runtime_config, cache.root, tmp, device)

@@ -1,0 +1,83 @@
+"""`export`: pre-build the TensorRT program or ONNX file for a checkpoint (what the node then loads)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from pathlib import Path
+
+from panoptic_perception.errors import ConfigError
+
+HELP = "pre-build the TensorRT engine or ONNX file of a checkpoint into the engine cache"
+
+
+def _input_size(text: str) -> tuple:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"input size must look like WIDTHxHEIGHT (e.g. 640x192), "
+                                         f"got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", required=True, choices=["tensorrt", "onnx"],
+                        help="tensorrt: torch-tensorrt program (.ep, needs CUDA); "
+                             "onnx: ONNX file for onnxruntime")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="checkpoint (.pt) written by train/import-weights")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="artifact file (.ep / .onnx; manifest written beside it); default: the engine "
+                             "cache slot beside the checkpoint, where the node looks")
+    parser.add_argument("--precision", choices=["fp16", "fp32", "int8"], default=None,
+                        help="tensorrt precision (default: from --runtime-config, fp16); onnx is always fp32")
+    parser.add_argument("--input-size", type=_input_size, default=None, metavar="WxH",
+                        help="static input size (multiples of 64); default: the checkpoint's model config")
+    parser.add_argument("--runtime-config", type=Path, default=None,
+                        help="runtime YAML (default: config/runtime.yaml): workspace, cache dir, opset ...")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the cached artifact is valid")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from panoptic_perception.model.checkpoint import load_checkpoint
+    from panoptic_perception.paths import CONFIG_DIR
+    from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_config
+    from panoptic_perception.runtime.engine_cache import state_dict_digest
+    from panoptic_perception.runtime.model_loader import build_eval_model
+    from panoptic_perception.runtime.select import create_backend_for_module
+
+    backend = "onnxruntime" if args.backend == "onnx" else "tensorrt"
+    suffix = ".onnx" if backend == "onnxruntime" else ".ep"
+    if args.out is not None and args.out.suffix != suffix:
+        raise ConfigError(f"--out for --backend {args.backend} must end with {suffix}, got {args.out}")
+    runtime_path = args.runtime_config or (CONFIG_DIR / "runtime.yaml")
+    runtime = load_runtime_config(runtime_path) if runtime_path.is_file() else RuntimeConfig()
+    if backend == "tensorrt" and not torch.cuda.is_available():
+        raise ConfigError("export --backend tensorrt needs a CUDA GPU (TensorRT engines are built for the "
+                          "GPU that runs them); none is available here. --backend onnx works on any machine")
+    if backend == "onnxruntime" and args.precision not in (None, "fp32"):
+        raise ConfigError(f"--precision {args.precision}: the ONNX export is fp32 "
+                          "(onnxruntime runs it as is)")
+    changes = {"backend": backend, "onnx_path": None,
+               "engine_path": str(args.out) if args.out is not None else None, "warmup_frames": 1}
+    if backend == "tensorrt":
+        changes.update(device="cuda", precision=args.precision or runtime.precision)
+    else:
+        changes.update(device="cpu", precision="fp32")
+    runtime = dataclasses.replace(runtime, **changes)
+
+    state_dict, model_config, _meta = load_checkpoint(args.model)
+    if args.input_size is not None:
+        width, height = args.input_size
+        try:
+            model_config = dataclasses.replace(model_config, input_width=width, input_height=height)
+        except ValueError as exc:
+            raise ConfigError(f"--input-size {width}x{height}: {exc}") from exc
+    model = build_eval_model(model_config, state_dict, str(args.model))
+    result = create_backend_for_module(model, model_config, runtime, state_dict_digest(state_dict),
+                                       checkpoint_path=args.model, force_rebuild=args.force)
+    artifact = getattr(result, "artifact", None) or getattr(result, "onnx_path", None)
+    print(f"export: {backend} artifact {artifact}")
+    print(f"export: {result.describe()}")
+    return 0
