@@ -32,17 +32,16 @@ def test_nested_namespaces_as_rospy_returns_them():
         "model_file": "/models/r18.pt", "backend": "onnxruntime", "precision": "fp16",
         "input_width": 1280, "input_height": 384, "vehicle_frame": "ego",
         "extrinsics": {"height_m": 1.5, "pitch_deg": 2, "x_m": 1.2},
-        "grid": {"resolution_m": 0.1, "width": 400, "height": 300, "origin_y_m": -15},
+        "grid": {"resolution_m": 0.1, "x_max_m": 40, "y_min_m": -15.0},
         "fusion": {"mode": "jsis", "overlap_threshold": 0.4},
         "approximate_sync": True, "sync_slop_s": 0.02, "compressed": True,
-        "occupied_classes": ["car", "person"],
+        "obstacle_classes": ["building", "pole"],
     })
     assert params.backend == "onnxruntime" and params.precision == "fp16"
     assert (params.input_width, params.input_height) == (1280, 384)
     assert params.extrinsics.pitch_deg == 2.0 and isinstance(params.extrinsics.pitch_deg, float)
-    assert params.grid.length_x_m == pytest.approx(40.0) and params.grid.length_y_m == pytest.approx(30.0)
-    assert params.grid.origin_y_m == -15.0
-    assert params.occupied_classes == ["car", "person"]
+    assert params.grid.x_max_m == 40.0 and isinstance(params.grid.x_max_m, float)
+    assert params.obstacle_classes == ["building", "pole"]
     ext = params.extrinsics.to_extrinsics()
     assert isinstance(ext, Extrinsics) and (ext.height_m, ext.x_m, ext.pitch_deg) == (1.5, 1.2, 2.0)
 
@@ -60,11 +59,11 @@ def test_fusion_overrides_only_what_is_set():
 @pytest.mark.parametrize("params, needle", [
     ({"grid": {"resolution_m": -0.1}}, "~grid/resolution_m must be > 0"),
     ({"grid": {"resolution_m": "fine"}}, "~grid/resolution_m: expected a number"),
-    ({"grid": {"width": 0}}, "~grid/width must be"),
-    ({"grid": {"width": 2.5}}, "~grid/width: expected an integer"),
+    ({"grid": {"x_min_m": 10, "x_max_m": 5}}, "~grid/x_max_m must be > x_min_m"),
+    ({"num_threads": 1.5}, "~num_threads: expected an integer"),
     ({"input_width": 100}, "~input_width must be 0"),
     ({"backend": "trt"}, "~backend: 'trt' is not one of"),
-    ({"precision": "int8"}, "~precision"),
+    ({"precision": "fp8"}, "~precision"),
     ({"extrinsics": {"pitch_deg": 95}}, "~extrinsics/pitch_deg must be within"),
     ({"extrinsics": {"height_m": 0}}, "~extrinsics/height_m must be > 0"),
     ({"fusion": {"mode": "nms"}}, "~fusion/mode"),
@@ -76,7 +75,7 @@ def test_fusion_overrides_only_what_is_set():
     ({"vehicle_frame": "/base_link"}, "~vehicle_frame must be"),
     ({"vehicle_frame": ""}, "~vehicle_frame must be"),
     ({"overlay_alpha": 2}, "~overlay_alpha must be"),
-    ({"occupied_classes": ["car"], "free_classes": ["road", "car"]}, "~occupied_classes has classes also"),
+    ({"obstacle_classes": ["wall"], "free_classes": ["road", "wall"]}, "~obstacle_classes has classes also"),
     ({"modelfile": "x.pt"}, "unknown key(s) modelfile"),
     ({"grid": {"resolution": 0.1}}, "~grid: unknown key(s) resolution"),
 ])
@@ -89,8 +88,8 @@ def test_bad_values_name_the_parameter(params, needle):
 
 def test_keys_the_node_publishes_itself_are_not_settings():
     data = {key: ["anything"] for key in PUBLISHED_PARAM_KEYS}
-    data["grid"] = {"width": 10}
-    assert load_node_params(data).grid.width == 10
+    data["grid"] = {"x_max_m": 10}
+    assert load_node_params(data).grid.x_max_m == 10.0
 
 
 def test_markdown_table_lists_every_leaf_parameter_with_its_default():
@@ -109,12 +108,47 @@ def test_markdown_table_lists_every_leaf_parameter_with_its_default():
 
     assert len(leaves) == count_leaves(NodeParams)
     row = next(line for line in lines if line.startswith("| `~grid/resolution_m`"))
-    assert "| double | m | `0.2` |" in row
+    assert "| double or null | m | null |" in row
+    row = next(line for line in lines if line.startswith("| `~tf_timeout_s`"))
+    assert "| double | s | `0.05` |" in row
     row = next(line for line in lines if line.startswith("| `~extrinsics/pitch_deg`"))
     assert "| deg |" in row and "looks down" in row
     row = next(line for line in lines if line.startswith("| `~backend`"))
+    assert "or null" in row
     assert "`tensorrt`" in row and "`onnxruntime`" in row
     assert all(doc for *_, doc in leaves), "every parameter needs a meaning for the README"
     # Every table default is what an empty namespace loads.
     defaults = load_node_params({})
-    assert f"`{defaults.grid.width}`" in next(line for line in lines if "`~grid/width`" in line)
+    assert f"`{defaults.queue_size}`" in next(line for line in lines if "`~queue_size`" in line)
+
+
+def test_runtime_and_grid_configs_follow_the_parameters(tmp_path):
+    from panoptic_perception.geometry.grid import load_grid_config
+    from panoptic_perception.runtime.config import RuntimeConfig
+
+    params = load_node_params({"backend": "torch", "device": "cpu", "precision": "fp32", "num_threads": 2,
+                               "engine_path": "/tmp/e.ep"})
+    runtime = params.runtime_config_with_overrides()
+    assert isinstance(runtime, RuntimeConfig)
+    assert (runtime.backend, runtime.device, runtime.precision) == ("torch", "cpu", "fp32")
+    assert runtime.num_threads == 2
+    assert runtime.engine_path == "/tmp/e.ep"
+    default = load_node_params({}).runtime_config_with_overrides()
+    assert default.engine_path is None and default.num_threads == 0
+    custom = tmp_path / "runtime.yaml"
+    custom.write_text("backend: onnxruntime\nprecision: fp32\n")
+    params = load_node_params({"runtime_config": str(custom), "device": "cpu"})
+    from_file = params.runtime_config_with_overrides()
+    assert (from_file.backend, from_file.precision, from_file.device) == ("onnxruntime", "fp32", "cpu")
+
+    shipped = load_grid_config()
+    assert load_node_params({}).grid_config_with_overrides() == shipped
+    grid = load_node_params({"grid": {"resolution_m": 0.5, "x_max_m": 30.0},
+                             "free_classes": ["road"]}).grid_config_with_overrides()
+    geometry = grid.grid.geometry()
+    assert (geometry.resolution_m, geometry.width) == (0.5, 60)
+    assert grid.grid.y_min_m == shipped.grid.y_min_m  # not overridden: the file's
+    assert grid.free_classes == ("road",) and grid.obstacle_classes == shipped.obstacle_classes
+    # An override that contradicts the file names the parameters.
+    with pytest.raises(ConfigError, match="~grid"):
+        load_node_params({"grid": {"x_max_m": -5.0}}).grid_config_with_overrides()

@@ -18,6 +18,8 @@ from std_msgs.msg import Header  # noqa: E402
 from panoptic_perception.data.panoptic_io import SegmentInfo  # noqa: E402
 from panoptic_perception.errors import InputError  # noqa: E402
 from panoptic_perception.geometry.camera import Intrinsics  # noqa: E402
+from panoptic_perception.geometry.grid import GridGeometry  # noqa: E402
+from panoptic_perception.geometry.objects import Footprint, GroundObject  # noqa: E402
 from panoptic_perception.labels import load_label_space  # noqa: E402
 from panoptic_perception.msg import DetectedObjects, PanopticSegmentation  # noqa: E402
 from panoptic_perception.ros import conversions as conv  # noqa: E402
@@ -218,7 +220,7 @@ def test_panoptic_rejects_bad_segments():
         conv.panoptic_to_msg(seg.astype(np.float32), [], _header(), cityscapes)
 
 
-GEOMETRY = conv.GridGeometry(resolution_m=0.5, origin_x_m=2.0, origin_y_m=-3.0, width=6, height=4)
+GEOMETRY = GridGeometry(resolution_m=0.5, origin_x_m=2.0, origin_y_m=-3.0, width=6, height=4)
 
 
 def test_occupancy_grid_has_geometry_vehicle_frame_and_input_stamp():
@@ -273,11 +275,31 @@ def test_objects_message_carries_stamp_vehicle_frame_and_fields():
         conv.objects_to_msg([{"segment_id": 1, "category_id": 1, "score": 1.0}], _header(), "base_link")
 
 
+def test_projection_outputs_convert_directly():
+    """geometry.projection's GroundObject and torch grids go in as they are."""
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    obj = GroundObject(segment_id=4, category=13, class_name="car", score=0.8,
+                       footprint=Footprint(x_m=15.0, y_m=1.0, length_m=4.4, width_m=1.8, heading_rad=0.2),
+                       range_m=15.0, covariance_xy=(0.25, 0.0, 0.0, 0.04), contact_columns=10,
+                       contact_visible=True, truncated=False)
+    msg = conv.objects_to_msg([obj], _header(), "base_link")
+    out = msg.objects[0]
+    assert (out.segment_id, out.category_id, out.category_name) == (4, 13, "car")
+    assert (out.position.x, out.length_m) == (15.0, pytest.approx(4.4))
+    assert out.yaw_rad == pytest.approx(0.2) and out.position_sigma_m == pytest.approx(0.5)
+    occ = torch.full((4, 6), -1, dtype=torch.int8)
+    occ[0, 0] = 100
+    grid = conv.occupancy_to_msg(occ, GEOMETRY, _header(), "base_link")
+    assert grid.data[0] == 100 and grid.data[1] == -1
+    classes = torch.full((4, 6), 255, dtype=torch.uint8)
+    assert conv.class_grid_to_msg(classes, GEOMETRY, _header(), "base_link").data[0] == -1
+
+
 def test_grid_conversion_is_vectorised_enough_for_a_large_grid():
     # A 400 x 400 grid must not go through per-cell Python in our code; this asserts correctness
     # on a realistic size (timing is in the bench, not here).
     occ = np.random.default_rng(1).choice(np.array([-1, 0, 100], np.int8), size=(400, 400))
-    geom = conv.GridGeometry(0.1, 0.0, -20.0, 400, 400)
+    geom = GridGeometry(0.1, 0.0, -20.0, 400, 400)
     msg = _roundtrip(conv.occupancy_to_msg(occ, geom, _header(), "base_link"))
     np.testing.assert_array_equal(conv.occupancy_msg_to_numpy(msg)[0], occ)
 

@@ -31,6 +31,7 @@ from std_msgs.msg import Header
 
 from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.camera import Intrinsics
+from panoptic_perception.geometry.grid import GridGeometry
 from panoptic_perception.msg import DetectedObject, DetectedObjects, PanopticSegmentation, Segment
 
 # encoding -> (channels, cv2 conversion code name to RGB or None when already RGB)
@@ -50,17 +51,6 @@ UNKNOWN_CLASS = 255  # void in category maps and class grids
 
 
 # ----------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class GridGeometry:
-    """Where the grid lies in the vehicle frame; rows along +y, columns along +x, row-major."""
-
-    resolution_m: float
-    origin_x_m: float
-    origin_y_m: float
-    width: int  # cells along x
-    height: int  # cells along y
 
 
 @dataclass(frozen=True)
@@ -123,25 +113,50 @@ def as_segment_record(obj: Any) -> SegmentRecord:
     )
 
 
+_OBJECT_FIELDS = {  # ObjectRecord field -> accepted names, first match wins
+    "segment_id": ("segment_id",),
+    "category_id": ("category_id", "category"),
+    "score": ("score",),
+    "x_m": ("x_m",),
+    "y_m": ("y_m",),
+    "yaw_rad": ("yaw_rad", "heading_rad"),
+    "length_m": ("length_m",),
+    "width_m": ("width_m",),
+    "position_sigma_m": ("position_sigma_m",),
+}
+_OBJECT_REQUIRED = ("segment_id", "category_id", "score", "x_m", "y_m")
+
+
 def as_object_record(obj: Any) -> ObjectRecord:
-    """ObjectRecord from an ObjectRecord, a dict or any object with the same attribute names."""
+    """ObjectRecord from an ObjectRecord, geometry.objects.GroundObject (size and heading from its
+    footprint), a dict, or any object with the ObjectRecord attribute names."""
     if isinstance(obj, ObjectRecord):
         return obj
+    footprint = _get(obj, ("footprint",))
     values = {}
-    for name in ("segment_id", "category_id", "score", "x_m", "y_m", "yaw_rad", "length_m", "width_m",
-                 "position_sigma_m"):
-        value = _get(obj, (name,))
+    for name, aliases in _OBJECT_FIELDS.items():
+        value = _get(obj, aliases)
+        if value is None and footprint is not None:
+            value = _get(footprint, aliases)
         if value is None:
-            if name in ("segment_id", "category_id", "score", "x_m", "y_m"):
+            if name in _OBJECT_REQUIRED:
                 raise InputError(f"object {obj!r} has no {name}")
             continue
-        values[name] = value
-    values["name"] = str(_get(obj, ("name", "category_name"), "") or "")
+        values[name] = int(value) if name in ("segment_id", "category_id") else float(value)
+    values["name"] = str(_get(obj, ("name", "category_name", "class_name"), "") or "")
     return ObjectRecord(**values)
 
 
+def to_numpy(array: Any) -> np.ndarray:
+    """numpy view of an array or a (CPU or CUDA) torch tensor."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
 def as_grid_geometry(obj: Any) -> GridGeometry:
-    """GridGeometry from any object or dict with resolution_m, origin_x_m, origin_y_m, width, height."""
+    """geometry.grid.GridGeometry from any object or dict with resolution_m, origin_x_m, origin_y_m,
+    width, height (a GridResult qualifies)."""
     if isinstance(obj, GridGeometry):
         return obj
     try:
@@ -283,7 +298,7 @@ def _image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:
 
 def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
     """(H, W, 3) uint8 RGB -> rgb8 Image with the given header."""
-    rgb = np.asarray(rgb)
+    rgb = to_numpy(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InputError(f"rgb8 output needs an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
     return _image_msg(rgb, "rgb8", header)
@@ -291,7 +306,7 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
 
 def category_map_to_mono8_msg(category_map: np.ndarray, header: Header) -> Image:
     """(H, W) uint8 class ids (255 void) -> mono8 Image."""
-    category_map = np.asarray(category_map)
+    category_map = to_numpy(category_map)
     if category_map.ndim != 2 or category_map.dtype != np.uint8:
         raise InputError(f"mono8 class map needs an (H, W) uint8 array, got {category_map.shape} "
                          f"{category_map.dtype}")
@@ -300,7 +315,7 @@ def category_map_to_mono8_msg(category_map: np.ndarray, header: Header) -> Image
 
 def segment_map_to_image_msg(segment_map: np.ndarray, header: Header) -> Image:
     """(H, W) integer segment ids -> 32SC1 little-endian Image."""
-    segment_map = np.asarray(segment_map)
+    segment_map = to_numpy(segment_map)
     if segment_map.ndim != 2 or segment_map.dtype.kind not in "iu":
         raise InputError(f"panoptic image needs an (H, W) integer array, got {segment_map.shape} "
                          f"{segment_map.dtype}")
@@ -360,7 +375,7 @@ def occupancy_to_msg(occupancy: np.ndarray, geometry: Any, header: Header,
                      vehicle_frame: str) -> OccupancyGrid:
     """int8 [height, width] (-1 unknown, 0 free, 100 occupied) -> OccupancyGrid in the vehicle frame,
     stamped with the input image's stamp."""
-    occupancy = np.asarray(occupancy)
+    occupancy = to_numpy(occupancy)
     if occupancy.ndim != 2 or occupancy.dtype.kind not in "iu":
         raise InputError(f"occupancy needs a 2-D integer array, got {occupancy.shape} {occupancy.dtype}")
     if occupancy.size and (int(occupancy.min()) < -1 or int(occupancy.max()) > 100):
@@ -372,7 +387,7 @@ def occupancy_to_msg(occupancy: np.ndarray, geometry: Any, header: Header,
 def class_grid_to_msg(class_grid: np.ndarray, geometry: Any, header: Header,
                       vehicle_frame: str) -> OccupancyGrid:
     """uint8 [height, width] class ids (255 unknown) -> OccupancyGrid whose int8 cells are the same bytes."""
-    class_grid = np.asarray(class_grid)
+    class_grid = to_numpy(class_grid)
     if class_grid.ndim != 2 or class_grid.dtype != np.uint8:
         raise InputError(f"class grid needs a 2-D uint8 array, got {class_grid.shape} {class_grid.dtype}")
     return _grid_msg(class_grid.view(np.int8), geometry, header, vehicle_frame)

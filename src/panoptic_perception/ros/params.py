@@ -37,6 +37,11 @@ def _p(default: Any = dataclasses.MISSING, doc: str = "", unit: str = "", factor
     return field(default=default, metadata=meta)
 
 
+def _set_values(obj: Any) -> Dict[str, Any]:
+    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def _require(ok: bool, message: str) -> None:
     # ValueError from __post_init__ becomes a ConfigError prefixed with the namespace by from_dict.
     if not ok:
@@ -68,27 +73,27 @@ class ExtrinsicsParams:
 
 @dataclass
 class GridParams:
-    """Bird's-eye grid in the vehicle frame: row-major, columns along +x, rows along +y."""
+    """Overrides of the grid extent in ~grid_config (config/grid.yaml); null keeps the file's value.
 
-    resolution_m: float = _p(0.2, "cell edge length", "m")
-    origin_x_m: float = _p(0.0, "x of the grid's corner cell (0, 0) outer edge, vehicle frame", "m")
-    origin_y_m: float = _p(-20.0, "y of the grid's corner cell (0, 0) outer edge, vehicle frame", "m")
-    width: int = _p(200, "cells along x (forward)", "cells")
-    height: int = _p(200, "cells along y (left)", "cells")
+    Vehicle frame, metres; nav_msgs/OccupancyGrid layout: origin (x_min_m, y_min_m), columns
+    along +x, rows along +y.
+    """
+
+    resolution_m: Optional[float] = _p(None, "cell edge length; null = grid_config's (0.2)", "m")
+    x_min_m: Optional[float] = _p(None, "grid starts this far ahead of the vehicle origin", "m")
+    x_max_m: Optional[float] = _p(None, "grid ends this far ahead of the vehicle origin", "m")
+    y_min_m: Optional[float] = _p(None, "right edge of the grid (negative = right)", "m")
+    y_max_m: Optional[float] = _p(None, "left edge of the grid", "m")
 
     def __post_init__(self) -> None:
-        _require(self.resolution_m > 0.0 and math.isfinite(self.resolution_m),
+        _require(self.resolution_m is None or (self.resolution_m > 0.0 and math.isfinite(self.resolution_m)),
                  f"resolution_m must be > 0, got {self.resolution_m}")
-        _require(0 < self.width <= 10000, f"width must be in 1..10000 cells, got {self.width}")
-        _require(0 < self.height <= 10000, f"height must be in 1..10000 cells, got {self.height}")
+        for low, high in (("x_min_m", "x_max_m"), ("y_min_m", "y_max_m")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            _require(lo is None or hi is None or hi > lo, f"{high} must be > {low}, got {lo} .. {hi}")
 
-    @property
-    def length_x_m(self) -> float:
-        return self.width * self.resolution_m
-
-    @property
-    def length_y_m(self) -> float:
-        return self.height * self.resolution_m
+    def overrides(self) -> Dict[str, Any]:
+        return _set_values(self)
 
 
 @dataclass
@@ -113,8 +118,7 @@ class FusionParams:
 
     def overrides(self) -> Dict[str, Any]:
         """The set values only, ready for `dataclasses.replace(model_config.fusion, **overrides)`."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {name: value for name, value in values.items() if value is not None}
+        return _set_values(self)
 
     def apply_to(self, fusion_config: Any) -> Any:
         """A copy of a FusionConfig (model/config.py) with these overrides applied."""
@@ -128,12 +132,19 @@ class NodeParams:
     model_file: str = _p("", "model file (.pt checkpoint, .onnx or TensorRT .ep); empty = the shipped "
                              "default model")
     model_config: str = _p("", "model YAML; empty = the one stored with / named by the model file")
-    backend: Literal["auto", "tensorrt", "torch", "onnxruntime"] = _p(
-        "auto", "inference backend; auto = tensorrt if available, else torch")
-    device: Literal["auto", "cpu", "cuda"] = _p("auto", "device for the torch backend")
-    precision: Literal["fp32", "fp16"] = _p("fp32", "network precision (fp16 on GPU backends only)")
-    engine_cache_dir: str = _p("", "TensorRT engine cache folder; empty = ~/.ros/panoptic_perception")
-    build_engine_only: bool = _p(False, "build (or load) the TensorRT engine, then exit")
+    runtime_config: str = _p("", "runtime YAML (backend, device, precision, engines); empty = "
+                                 "config/runtime.yaml")
+    backend: Optional[Literal["auto", "tensorrt", "torch", "onnxruntime"]] = _p(
+        None, "inference backend; auto = TensorRT > torch CUDA > best CPU backend; null = runtime_config's")
+    device: Optional[Literal["auto", "cpu", "cuda"]] = _p(None, "device; null = runtime_config's")
+    precision: Optional[Literal["fp32", "fp16", "int8"]] = _p(
+        None, "network precision on GPU backends (CPU always runs fp32); null = runtime_config's")
+    engine_cache_dir: Optional[str] = _p(None, "folder of compiled engines (TensorRT .ep, .onnx); null = "
+                                               "runtime_config's (beside the model file)")
+    engine_path: Optional[str] = _p(None, "exact compiled engine file, built there when missing or stale; "
+                                          "null = a slot in engine_cache_dir")
+    num_threads: Optional[int] = _p(None, "CPU inference threads, 0 = all cores; null = runtime_config's",
+                                    "threads")
     input_width: int = _p(0, "network input width; 0 = the model's own", "px")
     input_height: int = _p(0, "network input height; 0 = the model's own", "px")
     fusion: FusionParams = _p(doc="panoptic fusion overrides (sub-namespace)", factory=FusionParams)
@@ -143,11 +154,12 @@ class NodeParams:
                             "~extrinsics when it is missing")
     tf_timeout_s: float = _p(0.05, "how long to wait for the tf lookup per frame", "s")
     extrinsics: ExtrinsicsParams = _p(doc="camera pose fallback (sub-namespace)", factory=ExtrinsicsParams)
-    grid: GridParams = _p(doc="bird's-eye grid geometry (sub-namespace)", factory=GridParams)
-    occupied_classes: Optional[List[str]] = _p(None, "class names that occupy grid cells; null = the "
-                                                     "pipeline's default (things and obstacles)")
-    free_classes: Optional[List[str]] = _p(None, "class names that mark cells free; null = the "
-                                                 "pipeline's default (road, sidewalk, terrain)")
+    grid_config: str = _p("", "grid YAML (extent, class -> occupancy, priors); empty = config/grid.yaml")
+    grid: GridParams = _p(doc="grid extent overrides (sub-namespace)", factory=GridParams)
+    free_classes: Optional[List[str]] = _p(None, "stuff classes that mark cells free; null = grid_config's "
+                                                 "(road, sidewalk, terrain)")
+    obstacle_classes: Optional[List[str]] = _p(None, "stuff classes that occupy cells (things always do); "
+                                                     "null = grid_config's")
     approximate_sync: bool = _p(False, "approximate-time Image/CameraInfo sync instead of exact stamps")
     sync_slop_s: float = _p(0.01, "largest stamp difference accepted by approximate sync", "s")
     sync_queue_size: int = _p(5, "messages per topic held while matching stamps", "msgs")
@@ -177,13 +189,45 @@ class NodeParams:
                  f"overlay_alpha must be within [0, 1], got {self.overlay_alpha}")
         _require(self.diagnostics_period_s > 0.0,
                  f"diagnostics_period_s must be > 0, got {self.diagnostics_period_s}")
-        for name in ("occupied_classes", "free_classes"):
+        _require(self.num_threads is None or self.num_threads >= 0,
+                 f"num_threads must be >= 0, got {self.num_threads}")
+        for name in ("obstacle_classes", "free_classes"):
             names = getattr(self, name)
             if names is not None:
                 _require(all(n.strip() for n in names), f"{name} has an empty class name: {names}")
-        if self.occupied_classes and self.free_classes:
-            both = sorted(set(self.occupied_classes) & set(self.free_classes))
-            _require(not both, f"occupied_classes has classes also in free_classes: {', '.join(both)}")
+        if self.obstacle_classes and self.free_classes:
+            both = sorted(set(self.obstacle_classes) & set(self.free_classes))
+            _require(not both, f"obstacle_classes has classes also in free_classes: {', '.join(both)}")
+
+    def runtime_config_with_overrides(self) -> Any:
+        """runtime.config.RuntimeConfig: ~runtime_config (or config/runtime.yaml) with the set
+        runtime parameters applied."""
+        from panoptic_perception.paths import CONFIG_DIR
+        from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_config
+
+        path = self.runtime_config or CONFIG_DIR / "runtime.yaml"
+        base = load_runtime_config(path) if self.runtime_config or (CONFIG_DIR / "runtime.yaml").is_file() \
+            else RuntimeConfig()
+        names = ("backend", "device", "precision", "engine_cache_dir", "engine_path", "num_threads")
+        overrides = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+        try:
+            return dataclasses.replace(base, **overrides)
+        except ValueError as exc:
+            raise ConfigError(f"bad node parameter: runtime: {exc}") from exc
+
+    def grid_config_with_overrides(self) -> Any:
+        """geometry.grid.GridConfig: ~grid_config (or config/grid.yaml) with ~grid/* and the class
+        lists applied; raises ConfigError naming the parameter for an invalid combination."""
+        from panoptic_perception.geometry.grid import load_grid_config
+
+        base = load_grid_config(self.grid_config or None)
+        try:
+            extent = dataclasses.replace(base.grid, **self.grid.overrides())
+            lists = {name: tuple(getattr(self, name)) for name in ("free_classes", "obstacle_classes")
+                     if getattr(self, name) is not None}
+            return dataclasses.replace(base, grid=extent, **lists)
+        except ValueError as exc:
+            raise ConfigError(f"bad node parameter: ~grid / class lists: {exc}") from exc
 
 
 def _ros_name(message: str) -> str:

@@ -20,7 +20,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from panoptic_perception.errors import InputError
-from panoptic_perception.ros.conversions import as_object_record, as_segment_record, copy_header
+from panoptic_perception.ros.conversions import as_object_record, as_segment_record, copy_header, to_numpy
 
 FOOTPRINT_NS = "footprints"
 LABEL_NS = "labels"
@@ -71,8 +71,8 @@ def draw_overlay(rgb: np.ndarray, category_map: np.ndarray, segment_map: Optiona
     """
     import cv2
 
-    rgb = np.asarray(rgb)
-    category_map = np.asarray(category_map)
+    rgb = to_numpy(rgb)
+    category_map = to_numpy(category_map)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InputError(f"overlay needs an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
     if category_map.shape != rgb.shape[:2] or category_map.dtype != np.uint8:
@@ -90,7 +90,7 @@ def draw_overlay(rgb: np.ndarray, category_map: np.ndarray, segment_map: Optiona
     cv2.copyTo(rgb, void.view(np.uint8), blended)
     if segment_map is None:
         return blended
-    segment_map = np.asarray(segment_map)
+    segment_map = to_numpy(segment_map)
     if segment_map.shape != rgb.shape[:2]:
         raise InputError(f"segment map {segment_map.shape} does not match image {rgb.shape[:2]}")
     categories = label_space.categories
