@@ -78,7 +78,7 @@ class WorldSettings:
     cyclists_per_100m: float = 2.0
     poles_per_100m: float = 6.0
     oncoming_speed_mps: float = 10.0
-    max_range_m: float = 400.0
+    max_range_m: float = 250.0
     curb_height_m: Optional[float] = None  # None: drawn per drive within 0.10..0.18 m
 
     def __post_init__(self) -> None:

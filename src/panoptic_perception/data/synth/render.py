@@ -25,6 +25,16 @@ _MAX_FACADE_M = 26.0
 _BOX_EDGES = [(a, b) for a in range(8) for b in range(8) if a < b and bin(a ^ b).count("1") == 1]
 
 
+_CORNER_BITS = np.arange(8)
+
+
+def _aabb_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(8, 3) corners in binary order (bit 0: x, bit 1: y, bit 2: z)."""
+    b = _CORNER_BITS
+    return np.stack([np.where(b & 1, hi[0], lo[0]), np.where(b & 2, hi[1], lo[1]),
+                     np.where(b & 4, hi[2], lo[2])], axis=1)
+
+
 @dataclass
 class PlacedThing:
     """A track at one instant, in world coordinates."""
@@ -42,10 +52,7 @@ class PlacedThing:
 
     def corners_world(self) -> np.ndarray:
         lo, hi = self.track.model.bounds
-        idx = np.arange(8)
-        local = np.stack([np.where(idx & 1, hi[0], lo[0]), np.where(idx & 2, hi[1], lo[1]),
-                          np.where(idx & 4, hi[2], lo[2])], axis=1)
-        return local @ self.rotation.T + self.world_origin()
+        return _aabb_corners(lo, hi) @ self.rotation.T + self.world_origin()
 
 
 class HitBuffer:
@@ -135,7 +142,7 @@ class Renderer:
         normals[which == 2, 1] = 1.0
         normals[which == 3, 1] = -1.0
         hit = np.isfinite(t)
-        tv = np.where(which >= 2, z, y)
+        tv = np.where(hit, np.where(which >= 2, z, y), 0.0)
         out = {"t": t, "hit": hit, "train": train, "material": material.astype(np.int32), "y": y,
                "shade": self._shade(normals), "tv": tv.astype(np.float32)}
         rays.cache["ground"] = out
@@ -161,13 +168,15 @@ class Renderer:
 
     # ---------------------------------------------------------------- per frame
     def cast(self, rays: RaySet, ego_x_m: float, time_s: float, with_ground: bool = True,
-             things: Optional[List[PlacedThing]] = None) -> HitBuffer:
+             things: Optional[List[PlacedThing]] = None, range_m: Optional[float] = None) -> HitBuffer:
+        """Nearest hits of `rays` with the ego at x = ego_x_m; only content up to range_m ahead is drawn."""
         buf = HitBuffer(rays.size)
         ox = ego_x_m + self.cam_dx_m
         origin = np.array([ox, self.cam_y_m, self.cam_z_m])
+        reach = self.max_range_m if range_m is None else min(range_m, self.max_range_m)
         if with_ground:
             self._draw_ground(rays, buf, ox)
-        chunk_ids = range(int(np.floor((ox - 10.0) / L.CHUNK_M)), int(np.floor((ox + self.max_range_m) / L.CHUNK_M)) + 1)
+        chunk_ids = range(int(np.floor((ox - 10.0) / L.CHUNK_M)), int(np.floor((ox + reach) / L.CHUNK_M)) + 1)
         chunks = [self.chunks.chunk(c) for c in chunk_ids]
         for side in (-1, 1):
             self._draw_row(rays, buf, ox, side, self.section.facade_m(side), "facade",
@@ -175,18 +184,62 @@ class Renderer:
             if self.section.terrain_m[0 if side < 0 else 1] > 0.7:
                 self._draw_row(rays, buf, ox, side, self.section.sidewalk_outer_m(side), "fence",
                                L.FacadeRow.concat([c.fences[side] for c in chunks]))
-        for chunk in chunks:
-            for prop in chunk.props:
-                self._draw_prop(rays, buf, origin, prop)
-        for placed in (things if things is not None else []):
-            self._draw_thing(rays, buf, origin, placed)
+        props = [p for c in chunks for p in c.props if p.lo[0] - ox <= reach and p.hi[0] >= ox - 10.0]
+        things = [t for t in (things or []) if -30.0 <= t.centre_xy[0] - ox <= reach]
+        corners = [_aabb_corners(np.array(p.lo), np.array(p.hi)) for p in props]
+        corners += [t.corners_world() for t in things]
+        if not corners:
+            return buf
+        rects = self._cull_rects(np.stack(corners), origin)
+        for k, prop in enumerate(props):
+            if rects[k] is not None:
+                self._draw_prop(rays, buf, origin, prop, rays.select(*rects[k]))
+        for k, placed in enumerate(things):
+            rect = rects[len(props) + k]
+            if rect is not None:
+                self._draw_thing(rays, buf, origin, placed, rays.select(*rect))
         return buf
+
+    def _cull_rects(self, corners_world: np.ndarray, origin: np.ndarray) -> list:
+        """Image rectangle (u0, u1, v0, v1) of each box (n, 8, 3), clipped at the camera; None if unseen."""
+        cam = self.camera
+        optical = (corners_world - origin) @ cam.extrinsics.rotation()
+        near = 1e-3
+        depth = optical[..., 2]
+        in_front = depth > near
+        m = cam.intrinsics.camera_matrix
+        w, h = cam.width, cam.height
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = m[0, 0] * optical[..., 0] / depth + m[0, 1] * optical[..., 1] / depth + m[0, 2]
+            v = m[1, 1] * optical[..., 1] / depth + m[1, 2]
+        rects: list = []
+        for k in range(len(corners_world)):
+            if not in_front[k].any():
+                rects.append(None)
+                continue
+            if in_front[k].all():
+                u0, u1, v0, v1 = u[k].min(), u[k].max(), v[k].min(), v[k].max()
+            else:  # straddles the camera plane: add where the box's edges cross it
+                pts = [optical[k][in_front[k]]]
+                for a, b in _BOX_EDGES:
+                    if in_front[k, a] != in_front[k, b]:
+                        f = (near - depth[k, a]) / (depth[k, b] - depth[k, a])
+                        pts.append((optical[k, a] + f * (optical[k, b] - optical[k, a]))[None])
+                uv, _ = cam.intrinsics.project(np.concatenate(pts))
+                u0, v0 = uv.min(axis=0)
+                u1, v1 = uv.max(axis=0)
+            if u1 < -1.0 or v1 < -1.0 or u0 > w or v0 > h:
+                rects.append(None)
+            else:
+                rects.append((u0 - 1.0, u1 + 1.0, v0 - 1.0, v1 + 1.0))
+        return rects
 
     def _draw_ground(self, rays: RaySet, buf: HitBuffer, ox: float) -> None:
         g = self._ground_static(rays)
         hit = g["hit"]
         t = g["t"]
         x = ox + np.where(hit, t, 0.0) * rays.dirs[:, 0]
+        x[~hit] = 0.0
         material = g["material"].copy()
         road = hit & (g["train"] == L.ROAD)
         y = g["y"]
@@ -226,32 +279,8 @@ class Renderer:
         buf.update(idx, p["t"][ok], row.material[seg_c], train.astype(np.int32) + 1, train, p["shade"],
                    x[ok].astype(np.float32), z_rel[ok].astype(np.float32))
 
-    def _cull(self, rays: RaySet, corners_world: np.ndarray, origin: np.ndarray) -> np.ndarray:
-        """Rays whose image position falls in the projected rectangle of a box (clipped at the camera)."""
-        cam = self.camera
-        optical = (corners_world - origin) @ cam.extrinsics.rotation()
-        near = 1e-3
-        depth = optical[:, 2]
-        if (depth <= near).all():
-            return np.empty(0, dtype=np.intp)
-        points = [optical[depth > near]]
-        for a, b in _BOX_EDGES:
-            if (depth[a] > near) != (depth[b] > near):
-                s = (near - depth[a]) / (depth[b] - depth[a])
-                points.append((optical[a] + s * (optical[b] - optical[a]))[None])
-        uv, _ = cam.intrinsics.project(np.concatenate(points))
-        u0, v0 = uv.min(axis=0) - 1.0
-        u1, v1 = uv.max(axis=0) + 1.0
-        return rays.select(u0, u1, v0, v1)
-
-    def _draw_prop(self, rays: RaySet, buf: HitBuffer, origin: np.ndarray, prop: L.Prop) -> None:
+    def _draw_prop(self, rays: RaySet, buf: HitBuffer, origin: np.ndarray, prop: L.Prop, idx: np.ndarray) -> None:
         lo, hi = np.array(prop.lo), np.array(prop.hi)
-        if lo[0] - origin[0] > self.max_range_m or hi[0] < origin[0] - 10.0:
-            return
-        idx_ = np.arange(8)
-        corners = np.stack([np.where(idx_ & 1, hi[0], lo[0]), np.where(idx_ & 2, hi[1], lo[1]),
-                            np.where(idx_ & 4, hi[2], lo[2])], axis=1)
-        idx = self._cull(rays, corners, origin)
         if idx.size == 0:
             return
         d = rays.dirs[idx]
@@ -270,8 +299,8 @@ class Renderer:
         buf.update(idx, t, prop.material, stuff_segment_id(prop.train_id), prop.train_id, self._shade(normal),
                    tu.astype(np.float32), z.astype(np.float32))
 
-    def _draw_thing(self, rays: RaySet, buf: HitBuffer, origin: np.ndarray, placed: PlacedThing) -> None:
-        idx = self._cull(rays, placed.corners_world(), origin)
+    def _draw_thing(self, rays: RaySet, buf: HitBuffer, origin: np.ndarray, placed: PlacedThing,
+                    idx: np.ndarray) -> None:
         if idx.size == 0:
             return
         model = placed.track.model

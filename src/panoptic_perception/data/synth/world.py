@@ -1,12 +1,12 @@
 """StreetWorld: a seeded street and drive; `render(frame_index)` gives an image with exact truth."""
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 
+from panoptic_perception.data.kitti import parse_timestamp_ns
 from panoptic_perception.data.panoptic_io import SegmentInfo
 from panoptic_perception.data.synth import layout as L
 from panoptic_perception.data.synth import materials as M
@@ -16,7 +16,7 @@ from panoptic_perception.data.synth.ids import THING_ID_STRIDE
 from panoptic_perception.data.synth.rays import RaySet
 from panoptic_perception.data.synth.render import HitBuffer, PlacedThing, Renderer, place_tracks
 from panoptic_perception.data.synth.textures import NoiseTexture, colourise, sky
-from panoptic_perception.errors import ConfigError
+from panoptic_perception.errors import ConfigError, InputError
 from panoptic_perception.geometry.camera import Camera
 from panoptic_perception.labels import load_label_space
 
@@ -72,18 +72,6 @@ class SynthFrame:
     extras: dict = field(default_factory=dict)
 
 
-def parse_kitti_time_ns(text: str) -> int:
-    """'2011-09-26 13:02:25.964389445' -> nanoseconds since the Unix epoch (timestamps are UTC-naive)."""
-    try:
-        date_part, _, frac = text.strip().partition(".")
-        base = datetime.datetime.strptime(date_part, "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.timezone.utc)
-    except ValueError as exc:
-        raise ConfigError(f"start_time '{text}' is not 'YYYY-MM-DD HH:MM:SS.fffffffff'") from exc
-    if frac and not frac.isdigit():
-        raise ConfigError(f"start_time '{text}' has a bad fractional part")
-    return int(base.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
-
-
 def segments_table(panoptic: np.ndarray) -> List[SegmentInfo]:
     """Area and bbox of every segment in one pass over the image (COCO bbox: x, y, w, h)."""
     h, w = panoptic.shape
@@ -134,7 +122,10 @@ class StreetWorld:
         self.chunks = L.ChunkGenerator(self.seed, self.section, self.config.world, self.materials)
         self.renderer = Renderer(self.camera, self.section, self.chunks, self.noise, self.sun_dir,
                                  float(rng.uniform(0.45, 0.65)), self.config.world.max_range_m, ground)
-        self.start_ns = parse_kitti_time_ns(self.config.start_time)
+        try:
+            self.start_ns = parse_timestamp_ns(self.config.start_time, "start_time")
+        except InputError as exc:
+            raise ConfigError(str(exc)) from exc
         self._pixels: Optional[RaySet] = None
         self._bev_rays: Optional[tuple] = None
         speeds = [b.speed_mps for b in self.section.bands]
@@ -218,14 +209,14 @@ class StreetWorld:
                 order = 0 if p.track.train_id == L.RIDER else 1
                 bev_boxes.append((order, box))
         bev_boxes.sort(key=lambda ob: ob[0])
-        bev = self._bev(frame_index, ego_x, [b for _, b in bev_boxes])
+        bev = self._bev(frame_index, ego_x, [b for _, b in bev_boxes], things)
         return SynthFrame(
             index=frame_index, timestamp_ns=self.timestamp_ns(frame_index),
             rgb=np.clip(rgb, 0, 255).astype(np.uint8).reshape(h, w, 3), panoptic=panoptic,
             semantic=buf.train.reshape(h, w), depth_m=buf.t.astype(np.float32).reshape(h, w),
             segments=segments, camera=self.camera, objects=objects, bev=bev, ego_x_m=ego_x)
 
-    def _bev(self, frame_index: int, ego_x: float, boxes: List[ObjectBox]) -> BevTruth:
+    def _bev(self, frame_index: int, ego_x: float, boxes: List[ObjectBox], things: List[PlacedThing]) -> BevTruth:
         spec = self.config.bev
         s = self.section
         centres = cell_centres(spec.shape, spec.resolution_m, spec.x_min_m, spec.y_min_m)
@@ -243,7 +234,9 @@ class StreetWorld:
             keep = np.nonzero(in_view)[0]
             self._bev_rays = (keep, RaySet(rays.dirs[keep], rays.u[keep], rays.v[keep]))
         keep, rays = self._bev_rays
-        hits = self.renderer.cast(rays, ego_x, self.time_s(frame_index), False, self.things_at(frame_index))
+        # Only what stands between the camera and the grid can hide a cell.
+        hits = self.renderer.cast(rays, ego_x, self.time_s(frame_index), False, things,
+                                  range_m=spec.x_max_m + 5.0)
         visible = np.zeros(centres.shape[0] * centres.shape[1], dtype=bool)
         visible[keep] = hits.t >= 1.0 - 1e-9
         footprints = rasterise_footprints(spec, [
