@@ -244,3 +244,13 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(InputError, match="appears twice"):
         acc.add(gt, [seg(1, ROAD), seg(1, CAR)], gt, [seg(1, ROAD)])
     assert acc.num_images == 0
+
+
+def test_large_coco_style_ids_take_the_binary_search_path():
+    # panopticapi-style random colour ids above the lookup-table limit
+    big = np.array([[1 << 22, 5_000_000], [12_345_678, 1 << 22]], np.int32)
+    segs = [seg(1 << 22, ROAD), seg(5_000_000, CAR), seg(12_345_678, PERSON)]
+    res = evaluate(big, segs, big.copy(), segs)
+    assert res.all.pq == pytest.approx(100.0, abs=1e-9) and res.all.n == 3
+    with pytest.raises(InputError, match=r"\[12345678\]"):
+        evaluate(big, segs, big.copy(), segs[:2])

@@ -38,6 +38,7 @@ from panoptic_perception.labels import Category, LabelSpace
 
 VOID_ID = 0
 MATCH_IOU = 0.5
+_LUT_MAX_ID = 1 << 21  # ids below this use a lookup table (8 MiB at most); larger ones a binary search
 
 
 @dataclass(frozen=True)
@@ -172,16 +173,25 @@ class PQAccumulator:
 
     @staticmethod
     def _dense(seg_map: np.ndarray, sorted_ids: np.ndarray, what: str, image_id: str) -> np.ndarray:
-        """Map segment ids to 0 (VOID) or 1 + their position in `sorted_ids`."""
-        table = np.concatenate([[VOID_ID], sorted_ids])
-        idx = np.searchsorted(table, seg_map)
-        np.minimum(idx, len(table) - 1, out=idx)
-        bad = table[idx] != seg_map
-        if bad.any():
-            unknown = np.unique(seg_map[bad])
+        """Map segment ids to 0 (VOID) or 1 + their position in `sorted_ids`; -1 marks unknown ids."""
+        lo, hi = (int(seg_map.min()), int(seg_map.max())) if seg_map.size else (0, 0)
+        if lo >= 0 and hi < _LUT_MAX_ID:
+            # direct lookup table: one gather, about 4x faster than a binary search per pixel
+            lut = np.full(hi + 1, -1, dtype=np.int32)
+            lut[0] = 0
+            inside = sorted_ids <= hi
+            lut[sorted_ids[inside]] = np.nonzero(inside)[0].astype(np.int32) + 1
+            dense = lut[seg_map]
+        else:
+            table = np.concatenate([[VOID_ID], sorted_ids])
+            dense = np.searchsorted(table, seg_map)
+            np.minimum(dense, len(table) - 1, out=dense)
+            dense[table[dense] != seg_map] = -1
+        if dense.min(initial=0) < 0:
+            unknown = np.unique(seg_map[dense < 0])
             raise InputError(f"{what} of image {image_id}: segment id(s) {unknown[:10].tolist()} are in the "
                              f"PNG but have no segments_info entry")
-        return idx
+        return dense
 
     def add(self, gt_map: np.ndarray, gt_segments: Sequence[Any], pred_map: np.ndarray,
             pred_segments: Sequence[Any], image_id: str = "?") -> None:
