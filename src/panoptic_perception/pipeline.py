@@ -1,0 +1,222 @@
+"""The one Pipeline: preprocess -> backend (network + fusion, one graph) -> postprocess -> projection.
+
+The ROS node, the CLI (`predict`, `demo`) and the benchmarks all call `Pipeline.process`; there is
+no second copy of preprocessing, fusion or projection anywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from panoptic_perception.config import load_dataclass
+from panoptic_perception.errors import InputError
+from panoptic_perception.geometry.camera import Camera
+from panoptic_perception.labels import LabelSpace, load_label_space
+from panoptic_perception.model.config import FusionConfig, ModelConfig
+from panoptic_perception.paths import CONFIG_DIR, SHARE_ROOT
+from panoptic_perception.runtime.config import RuntimeConfig
+
+DEFAULT_PIPELINE_CONFIG = CONFIG_DIR / "pipeline.yaml"
+
+
+@dataclass
+class PipelineConfig:
+    model_path: str = "models/panoptic_resnet18.pt"  # relative paths resolve against the package root
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    grid_config_path: str = "config/grid.yaml"
+    project_grid: bool = True
+    # Overrides of what the checkpoint's model config says (None = keep the checkpoint's).
+    fusion: Optional[FusionConfig] = None
+    input_width: Optional[int] = None
+    input_height: Optional[int] = None
+
+
+def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
+    return load_dataclass(PipelineConfig, DEFAULT_PIPELINE_CONFIG if path is None else path)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A path as given if it exists (or is absolute), else relative to the package root."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return SHARE_ROOT / path
+
+
+@dataclass
+class Segment:
+    id: int
+    category_id: int
+    category_name: str
+    is_thing: bool
+    score: float
+    area_px: int
+    bbox_xywh: tuple  # x, y, width, height in image pixels
+
+
+@dataclass
+class FrameResult:
+    segment_map: np.ndarray  # int32 [H, W] at image size, 0 = void
+    category_map: np.ndarray  # uint8 [H, W] class ids, label_space.ignore_id where void
+    segments: List[Segment]
+    grid: Optional[object] = None  # geometry.projection.GridResult with numpy grids
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Loads a checkpoint once, picks a backend, then turns RGB frames into panoptic + grid results."""
+
+    def __init__(self, config: PipelineConfig | None = None) -> None:
+        import torch
+
+        from panoptic_perception.geometry.grid import load_grid_config
+        from panoptic_perception.model.checkpoint import load_checkpoint
+        from panoptic_perception.runtime.select import create_backend
+
+        self.config = config or PipelineConfig()
+        self.model_path = resolve_path(self.config.model_path)
+        state_dict, model_config, self.model_meta = load_checkpoint(self.model_path)
+        self.model_config = self._apply_overrides(model_config)
+        self.label_space: LabelSpace = load_label_space(self.model_config.label_space)
+        self.backend = create_backend(self.model_config, state_dict, self.config.runtime,
+                                      checkpoint_path=self.model_path)
+        self.device = self.backend.device
+        self.input_size = (self.model_config.input_width, self.model_config.input_height)
+        self.grid_config = load_grid_config(resolve_path(self.config.grid_config_path))
+        self._projector = None
+        self._torch = torch
+        thing = [c.is_thing for c in self.label_space.categories] + [False]
+        self._is_thing_table = np.array(thing, dtype=bool)
+        self._index_cache: Dict[tuple, tuple] = {}
+        blank = torch.zeros((1, 3, self.input_size[1], self.input_size[0]), device=self.device)
+        for _ in range(self.config.runtime.warmup_frames):
+            self.backend.infer(blank)
+
+    def _apply_overrides(self, model_config: ModelConfig) -> ModelConfig:
+        changes = {}
+        if self.config.fusion is not None:
+            changes["fusion"] = self.config.fusion
+        if self.config.input_width is not None:
+            changes["input_width"] = self.config.input_width
+        if self.config.input_height is not None:
+            changes["input_height"] = self.config.input_height
+        return dataclasses.replace(model_config, **changes) if changes else model_config
+
+    def describe(self) -> str:
+        w, h = self.input_size
+        return f"model {self.model_path.name} ({self.model_config.backbone.name}, {w}x{h}), " \
+               f"backend {self.backend.describe()}"
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def preprocess(self, rgb: np.ndarray):
+        """uint8 RGB [H, W, 3] -> float32 [1, 3, h, w] 0..255 at the network's static input size."""
+        torch = self._torch
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            shape = getattr(rgb, "shape", None)
+            raise InputError(f"image must be a uint8 RGB array of shape [H, W, 3], got "
+                             f"{getattr(rgb, 'dtype', type(rgb).__name__)} {shape}")
+        if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+            raise InputError(f"image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1).unsqueeze(0).float()
+        w, h = self.input_size
+        if x.shape[-2:] != (h, w):
+            # antialias: downscaling KITTI 1242 -> 640 without it aliases thin poles and lane marks
+            x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
+                                                antialias=True)
+        return x.contiguous()
+
+    def postprocess(self, outputs: Dict[str, object], height_px: int, width_px: int):
+        """Network-size maps -> image-size maps and the measured segment table."""
+        torch = self._torch
+        seg_small = outputs["segment_map"]
+        cat_small = outputs["category_map"]
+        rows, cols, ys, xs = self._image_index(seg_small.shape, height_px, width_px, seg_small.device)
+        seg = seg_small.index_select(0, rows).index_select(1, cols)
+        cat = cat_small.index_select(0, rows).index_select(1, cols)
+        n_slots = int(outputs["segment_valid"].shape[0]) + 1
+        flat = seg.reshape(-1).long()
+        area = torch.bincount(flat, minlength=n_slots)
+        big = height_px + width_px
+        x0 = torch.full((n_slots,), big, device=flat.device).scatter_reduce(0, flat, xs, "amin")
+        y0 = torch.full((n_slots,), big, device=flat.device).scatter_reduce(0, flat, ys, "amin")
+        x1 = torch.full((n_slots,), -1, device=flat.device).scatter_reduce(0, flat, xs, "amax")
+        y1 = torch.full((n_slots,), -1, device=flat.device).scatter_reduce(0, flat, ys, "amax")
+        table = torch.stack([area, x0, y0, x1, y1], dim=1).cpu().numpy()
+        category = outputs["segment_category"].cpu().numpy()
+        score = outputs["segment_score"].float().cpu().numpy()
+        segments = []
+        names = self.label_space.names
+        for seg_id in np.flatnonzero(table[:, 0] > 0):
+            if seg_id == 0:
+                continue
+            a, bx0, by0, bx1, by1 = (int(v) for v in table[seg_id])
+            cat_id = int(category[seg_id - 1])
+            segments.append(Segment(
+                id=int(seg_id), category_id=cat_id, category_name=names[cat_id],
+                is_thing=bool(self._is_thing_table[cat_id]), score=float(score[seg_id - 1]), area_px=a,
+                bbox_xywh=(bx0, by0, bx1 - bx0 + 1, by1 - by0 + 1)))
+        return (seg.to(torch.int32).cpu().numpy(), cat.to(torch.uint8).cpu().numpy(), segments)
+
+    def _image_index(self, small_shape, height_px: int, width_px: int, device) -> tuple:
+        """Nearest-neighbour source rows/cols and per-pixel coordinates for one image size (cached)."""
+        key = (tuple(small_shape), height_px, width_px, str(device))
+        cached = self._index_cache.get(key)
+        if cached is None:
+            torch = self._torch
+            h, w = small_shape
+            rows = ((torch.arange(height_px, device=device) + 0.5) * (h / height_px)).long().clamp_(max=h - 1)
+            cols = ((torch.arange(width_px, device=device) + 0.5) * (w / width_px)).long().clamp_(max=w - 1)
+            ys = torch.arange(height_px, device=device).repeat_interleave(width_px)
+            xs = torch.arange(width_px, device=device).repeat(height_px)
+            cached = self._index_cache[key] = (rows, cols, ys, xs)
+        return cached
+
+    def projector_for(self, camera: Camera):
+        from panoptic_perception.geometry.projection import GroundProjector
+
+        if self._projector is None:
+            self._projector = GroundProjector(camera, self.grid_config, self.label_space)
+        else:
+            self._projector.set_camera(camera)  # rebuilds tables only if the camera changed
+        return self._projector
+
+    # -- one frame ------------------------------------------------------------------------------
+
+    def process(self, rgb: np.ndarray, camera: Optional[Camera] = None) -> FrameResult:
+        """One RGB frame (uint8 [H, W, 3]) seen by `camera` -> panoptic segmentation and grid."""
+        torch = self._torch
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        timings: Dict[str, float] = {}
+        t0 = time.perf_counter()
+        x = self.preprocess(rgb)
+        sync()
+        t1 = time.perf_counter()
+        outputs = self.backend.infer(x)
+        sync()
+        t2 = time.perf_counter()
+        height_px, width_px = rgb.shape[:2]
+        segment_map, category_map, segments = self.postprocess(outputs, height_px, width_px)
+        t3 = time.perf_counter()
+        timings.update(preprocess_ms=(t1 - t0) * 1e3, network_ms=(t2 - t1) * 1e3,
+                       postprocess_ms=(t3 - t2) * 1e3)
+        grid = None
+        if self.config.project_grid and camera is not None:
+            if (camera.width, camera.height) != (width_px, height_px):
+                raise InputError(f"camera is {camera.width}x{camera.height} but the image is "
+                                 f"{width_px}x{height_px}")
+            # Project the network-size map: the projector scales the camera to it, and it is
+            # (input/image)^2 fewer pixels than the upsampled map.
+            grid = self.projector_for(camera).project(outputs)
+            grid.occupancy = grid.occupancy.cpu().numpy()
+            grid.class_grid = grid.class_grid.cpu().numpy()
+            grid.log_odds = grid.log_odds.cpu().numpy()
+            timings["projection_ms"] = (time.perf_counter() - t3) * 1e3
+        timings["total_ms"] = (time.perf_counter() - t0) * 1e3
+        return FrameResult(segment_map, category_map, segments, grid, timings)

@@ -1,0 +1,93 @@
+"""The Pipeline end to end on a small random-weight model (structure, not accuracy)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from panoptic_perception.errors import InputError, ModelFileError
+from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
+from panoptic_perception.model.config import load_model_config
+from panoptic_perception.paths import CONFIG_DIR
+from panoptic_perception.pipeline import Pipeline, PipelineConfig
+from panoptic_perception.runtime.config import RuntimeConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    import torch
+
+    from panoptic_perception.model.checkpoint import save_checkpoint
+    from panoptic_perception.model.panoptic_fpn import build_model
+
+    config = dataclasses.replace(load_model_config(CONFIG_DIR / "model_resnet18.yaml"),
+                                 input_width=256, input_height=128)
+    torch.manual_seed(0)
+    model = build_model(config)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, model.state_dict(), config, {"note": "random weights, tests only"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_checkpoint):
+    return Pipeline(PipelineConfig(model_path=str(tiny_checkpoint),
+                                   runtime=RuntimeConfig(backend="torch", device="cpu", warmup_frames=0)))
+
+
+def _frame(width=300, height=100, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _camera(width=300, height=100):
+    return Camera(Intrinsics.kitti().scaled(width, height), Extrinsics(height_m=1.65))
+
+
+def test_outputs_at_image_size_and_table_matches_map(pipeline):
+    result = pipeline.process(_frame(), _camera())
+    assert result.segment_map.shape == (100, 300) and result.segment_map.dtype == np.int32
+    assert result.category_map.shape == (100, 300) and result.category_map.dtype == np.uint8
+    ids, counts = np.unique(result.segment_map, return_counts=True)
+    measured = {int(i): int(c) for i, c in zip(ids, counts) if i != 0}
+    assert {s.id: s.area_px for s in result.segments} == measured
+    for seg in result.segments:
+        ys, xs = np.nonzero(result.segment_map == seg.id)
+        assert seg.bbox_xywh == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        assert np.all(result.category_map[ys, xs] == seg.category_id)
+        assert seg.category_name == pipeline.label_space.names[seg.category_id]
+        assert seg.is_thing == pipeline.label_space.categories[seg.category_id].is_thing
+    void = result.segment_map == 0
+    assert np.all(result.category_map[void] == pipeline.label_space.ignore_id)
+
+
+def test_grid_has_configured_geometry_and_timings(pipeline):
+    result = pipeline.process(_frame(), _camera())
+    geometry = pipeline.grid_config.grid.geometry()
+    assert result.grid.occupancy.shape == (geometry.height, geometry.width)
+    assert set(np.unique(result.grid.occupancy)) <= {-1, 0, 100}
+    assert {"preprocess_ms", "network_ms", "postprocess_ms", "projection_ms", "total_ms"} <= set(result.timings_ms)
+
+
+def test_no_camera_means_no_grid(pipeline):
+    assert pipeline.process(_frame()).grid is None
+
+
+@pytest.mark.parametrize("image, fragment", [
+    (np.zeros((0, 10, 3), np.uint8), "empty"),
+    (np.zeros((10, 10), np.uint8), "uint8 RGB"),
+    (np.zeros((10, 10, 3), np.float32), "uint8 RGB"),
+])
+def test_bad_images_are_named(pipeline, image, fragment):
+    with pytest.raises(InputError, match=fragment):
+        pipeline.process(image)
+
+
+def test_camera_image_size_mismatch_is_named(pipeline):
+    with pytest.raises(InputError, match="camera is 320x100 but the image is 300x100"):
+        pipeline.process(_frame(), _camera(320, 100))
+
+
+def test_missing_model_file_is_named(tmp_path):
+    with pytest.raises(ModelFileError, match="nothing.pt"):
+        Pipeline(PipelineConfig(model_path=str(tmp_path / "nothing.pt")))
