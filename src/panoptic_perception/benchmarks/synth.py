@@ -1,4 +1,5 @@
 """`bench synth`: render + write a synthetic drive (default 100 frames at 1242x375)."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--render-repeats", type=int, default=10, help="frames for the render-only latency row")
+    parser.add_argument(
+        "--render-repeats", type=int, default=10, help="frames for the render-only latency row"
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -32,8 +35,13 @@ def run(args: argparse.Namespace) -> dict:
         world.render(i)
         samples.append((time.perf_counter() - start) * 1e3)
     stats = summarize_ms(samples)
-    rows.append({"stage": "render (in memory), 1 process", "size": f"{config.camera.width}x{config.camera.height}",
-                 **stats})
+    rows.append(
+        {
+            "stage": "render (in memory), 1 process",
+            "size": f"{config.camera.width}x{config.camera.height}",
+            **stats,
+        }
+    )
     out = Path(tempfile.mkdtemp(prefix="bench_synth_"))
     try:
         start = time.perf_counter()
@@ -41,8 +49,17 @@ def run(args: argparse.Namespace) -> dict:
         total_s = time.perf_counter() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    rows.append({"stage": f"synth: render + write {done} frames, {args.workers} workers",
-                 "size": f"{config.camera.width}x{config.camera.height}", "total_s": total_s,
-                 "frames_per_s": done / total_s, "median_ms": 1e3 * total_s / done})
-    return {"title": "synth (synthetic street world)", "rows": rows,
-            "notes": f"seed {args.seed}; target: 100 frames at 1242x375 written in under 60 s on 2 cores"}
+    rows.append(
+        {
+            "stage": f"synth: render + write {done} frames, {args.workers} workers",
+            "size": f"{config.camera.width}x{config.camera.height}",
+            "total_s": total_s,
+            "frames_per_s": done / total_s,
+            "median_ms": 1e3 * total_s / done,
+        }
+    )
+    return {
+        "title": "synth (synthetic street world)",
+        "rows": rows,
+        "notes": f"seed {args.seed}; target: 100 frames at 1242x375 written in under 60 s on 2 cores",
+    }

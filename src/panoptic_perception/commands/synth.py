@@ -1,4 +1,5 @@
 """`synth`: write a synthetic street drive in KITTI raw layout with exact panoptic / BEV truth."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,23 +16,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output root (DATE/ folders go here)")
     parser.add_argument("--frames", type=int, default=100, help="number of frames (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
-    parser.add_argument("--config", type=Path, default=None, help="SynthConfig YAML (default: config/synth.yaml)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="SynthConfig YAML (default: config/synth.yaml)"
+    )
     parser.add_argument("--width", type=int, help="image width in pixels (default 1242)")
     parser.add_argument("--height", type=int, help="image height in pixels (default 375)")
-    parser.add_argument("--height-m", type=float, help="camera height above the road in metres (default 1.65)")
+    parser.add_argument(
+        "--height-m", type=float, help="camera height above the road in metres (default 1.65)"
+    )
     parser.add_argument("--pitch-deg", type=float, help="camera pitch, positive looks down (default 0)")
     parser.add_argument("--roll-deg", type=float, help="camera roll (default 0)")
     parser.add_argument("--fx", type=float, help="focal length x in pixels (default KITTI P_rect_02)")
     parser.add_argument("--fy", type=float, help="focal length y in pixels")
     parser.add_argument("--cx", type=float, help="principal point x in pixels")
     parser.add_argument("--cy", type=float, help="principal point y in pixels")
-    parser.add_argument("--scale-intrinsics", action="store_true",
-                        help="with --width/--height: scale fx, fy, cx, cy with the image instead of keeping them")
+    parser.add_argument(
+        "--scale-intrinsics",
+        action="store_true",
+        help="with --width/--height: scale fx, fy, cx, cy with the image instead of keeping them",
+    )
     parser.add_argument("--speed-mps", type=float, help="ego speed in m/s (default 8)")
     parser.add_argument("--date", help="KITTI date folder name, YYYY_MM_DD (default 2011_09_26)")
     parser.add_argument("--drive", type=int, help="drive number (default 1)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="render processes (default: min(2, cores))")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="render processes (default: min(2, cores))",
+    )
 
 
 def build_config(args: argparse.Namespace):
@@ -50,8 +62,14 @@ def build_config(args: argparse.Namespace):
         if value is not None:
             data[flag] = value
     if args.scale_intrinsics and (args.width or args.height):
-        base = dataclasses.replace(config, camera=from_dict(type(config.camera), {
-            k: v for k, v in data["camera"].items() if k not in ("width", "height")}, where="camera"))
+        base = dataclasses.replace(
+            config,
+            camera=from_dict(
+                type(config.camera),
+                {k: v for k, v in data["camera"].items() if k not in ("width", "height")},
+                where="camera",
+            ),
+        )
         scaled = small_config(args.width or config.camera.width, args.height or config.camera.height, base)
         data["camera"] = to_dict(scaled.camera)
     return from_dict(type(config), data, where="synth arguments")

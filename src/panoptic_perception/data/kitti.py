@@ -16,6 +16,7 @@ and a rectified camera's intrinsics are P_rect_xx's left 3x3 with no distortion.
 world writes its calibration through `write_calibration`, so `camera_from_calibration` gives its
 camera back exactly.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -43,7 +44,9 @@ def parse_timestamp_ns(text: str, where: str = "timestamp") -> int:
     """'2011-09-26 13:02:25.964389445' -> nanoseconds since the epoch (KITTI times read as UTC)."""
     date_part, _, frac = text.strip().partition(".")
     try:
-        base = datetime.datetime.strptime(date_part, "%Y-%m-%d %H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+        base = datetime.datetime.strptime(date_part, "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=datetime.timezone.utc
+        )
     except ValueError as exc:
         raise InputError(f"{where}: '{text.strip()}' is not 'YYYY-MM-DD HH:MM:SS.fffffffff'") from exc
     if frac and (not frac.isdigit() or len(frac) > 9):
@@ -125,8 +128,13 @@ class KittiCalibration:
     def read(cls, calib_dir: str | Path, velodyne_height_m: float = VELODYNE_HEIGHT_M) -> KittiCalibration:
         calib_dir = Path(calib_dir)
         imu = calib_dir / IMU_TO_VELO
-        return cls(calib_dir, read_calib_file(calib_dir / CAM_TO_CAM), read_calib_file(calib_dir / VELO_TO_CAM),
-                   read_calib_file(imu) if imu.is_file() else None, velodyne_height_m)
+        return cls(
+            calib_dir,
+            read_calib_file(calib_dir / CAM_TO_CAM),
+            read_calib_file(calib_dir / VELO_TO_CAM),
+            read_calib_file(imu) if imu.is_file() else None,
+            velodyne_height_m,
+        )
 
     def projection(self, camera: str = "02") -> np.ndarray:
         """P_rect_xx (3, 4): rectified camera-0 coordinates -> pixels of camera xx."""
@@ -135,23 +143,35 @@ class KittiCalibration:
     def velo_to_cam0(self) -> np.ndarray:
         """4x4 transform Velodyne -> unrectified camera 0."""
         path = self.calib_dir / VELO_TO_CAM
-        return _rigid(_matrix(self.velo_to_cam, "R", (3, 3), path), _matrix(self.velo_to_cam, "T", (3,), path))
+        return _rigid(
+            _matrix(self.velo_to_cam, "R", (3, 3), path), _matrix(self.velo_to_cam, "T", (3,), path)
+        )
 
     def imu_to_velo_matrix(self) -> np.ndarray:
         if self.imu_to_velo is None:
             raise InputError(f"no {IMU_TO_VELO} in {self.calib_dir}")
         path = self.calib_dir / IMU_TO_VELO
-        return _rigid(_matrix(self.imu_to_velo, "R", (3, 3), path), _matrix(self.imu_to_velo, "T", (3,), path))
+        return _rigid(
+            _matrix(self.imu_to_velo, "R", (3, 3), path), _matrix(self.imu_to_velo, "T", (3,), path)
+        )
 
     def intrinsics(self, camera: str = "02") -> Intrinsics:
         camera = _cam(camera)
         p = self.projection(camera)
         size = _matrix(self.cam_to_cam, f"S_rect_{camera}", (2,), self.calib_dir / CAM_TO_CAM)
         if p[0, 0] <= 0 or p[1, 1] <= 0 or abs(p[2, 2] - 1.0) > 1e-9:
-            raise InputError(f"calibration {self.calib_dir / CAM_TO_CAM}: P_rect_{camera} is not a projection "
-                             f"matrix with positive focal lengths")
-        return Intrinsics.pinhole(int(round(size[0])), int(round(size[1])), float(p[0, 0]), float(p[1, 1]),
-                                  float(p[0, 2]), float(p[1, 2]))
+            raise InputError(
+                f"calibration {self.calib_dir / CAM_TO_CAM}: P_rect_{camera} is not a projection "
+                f"matrix with positive focal lengths"
+            )
+        return Intrinsics.pinhole(
+            int(round(size[0])),
+            int(round(size[1])),
+            float(p[0, 0]),
+            float(p[1, 1]),
+            float(p[0, 2]),
+            float(p[1, 2]),
+        )
 
     def vehicle_from_camera(self, camera: str = "02") -> np.ndarray:
         """4x4 transform: rectified optical frame of camera xx -> vehicle frame (see module doc)."""
@@ -160,8 +180,12 @@ class KittiCalibration:
         r_rect = _matrix(self.cam_to_cam, "R_rect_00", (3, 3), self.calib_dir / CAM_TO_CAM)
         offset = np.linalg.solve(p[:, :3], p[:, 3])  # camera xx = rectified camera 0 + offset
         vehicle_from_velo = _rigid(np.eye(3), np.array([0.0, 0.0, self.velodyne_height_m]))
-        return (vehicle_from_velo @ np.linalg.inv(self.velo_to_cam0()) @ _rigid(r_rect.T, np.zeros(3))
-                @ _rigid(np.eye(3), -offset))
+        return (
+            vehicle_from_velo
+            @ np.linalg.inv(self.velo_to_cam0())
+            @ _rigid(r_rect.T, np.zeros(3))
+            @ _rigid(np.eye(3), -offset)
+        )
 
     def camera(self, camera: str = "02") -> Camera:
         return Camera(self.intrinsics(camera), Extrinsics.from_matrix(self.vehicle_from_camera(camera)))
@@ -174,8 +198,9 @@ def _cam(camera: str) -> str:
     return camera
 
 
-def camera_from_calibration(calib_dir: str | Path, camera: str = "02",
-                            velodyne_height_m: float = VELODYNE_HEIGHT_M) -> Camera:
+def camera_from_calibration(
+    calib_dir: str | Path, camera: str = "02", velodyne_height_m: float = VELODYNE_HEIGHT_M
+) -> Camera:
     """The rectified camera xx of a KITTI date folder (real or synthetic) as a Camera."""
     return KittiCalibration.read(calib_dir, velodyne_height_m).camera(camera)
 
@@ -185,9 +210,13 @@ def _fmt(values: np.ndarray) -> str:
     return " ".join(f"{float(v):.12e}" for v in np.asarray(values, dtype=np.float64).ravel())
 
 
-def write_calibration(date_dir: str | Path, camera: Camera, camera_id: str = "02",
-                      velodyne_height_m: float = VELODYNE_HEIGHT_M,
-                      calib_time: str = "09-Jan-2012 13:57:47") -> None:
+def write_calibration(
+    date_dir: str | Path,
+    camera: Camera,
+    camera_id: str = "02",
+    velodyne_height_m: float = VELODYNE_HEIGHT_M,
+    calib_time: str = "09-Jan-2012 13:57:47",
+) -> None:
     """Write calib_cam_to_cam / velo_to_cam / imu_to_velo for a rectified rig around `camera`.
 
     The rig is KITTI's (four cameras side by side, rectified, identical intrinsics) placed so that
@@ -211,17 +240,40 @@ def write_calibration(date_dir: str | Path, camera: Camera, camera_id: str = "02
     lines = [f"calib_time: {calib_time}", f"corner_dist: {_fmt([0.0995])}"]
     for c in CAMERAS:
         p = np.concatenate([k, (k @ offsets[c])[:, None]], axis=1)
-        lines += [f"S_{c}: {_fmt([w, h])}", f"K_{c}: {_fmt(k)}", f"D_{c}: {_fmt(np.zeros(5))}",
-                  f"R_{c}: {_fmt(np.eye(3))}", f"T_{c}: {_fmt(offsets[c])}", f"S_rect_{c}: {_fmt([w, h])}",
-                  f"R_rect_{c}: {_fmt(np.eye(3))}", f"P_rect_{c}: {_fmt(p)}"]
+        lines += [
+            f"S_{c}: {_fmt([w, h])}",
+            f"K_{c}: {_fmt(k)}",
+            f"D_{c}: {_fmt(np.zeros(5))}",
+            f"R_{c}: {_fmt(np.eye(3))}",
+            f"T_{c}: {_fmt(offsets[c])}",
+            f"S_rect_{c}: {_fmt([w, h])}",
+            f"R_rect_{c}: {_fmt(np.eye(3))}",
+            f"P_rect_{c}: {_fmt(p)}",
+        ]
     (date_dir / CAM_TO_CAM).write_text("\n".join(lines) + "\n")
-    (date_dir / VELO_TO_CAM).write_text("\n".join([
-        f"calib_time: {calib_time}", f"R: {_fmt(cam0_from_velo[:3, :3])}", f"T: {_fmt(cam0_from_velo[:3, 3])}",
-        f"delta_f: {_fmt([0.0, 0.0])}", f"delta_c: {_fmt([0.0, 0.0])}"]) + "\n")
+    (date_dir / VELO_TO_CAM).write_text(
+        "\n".join(
+            [
+                f"calib_time: {calib_time}",
+                f"R: {_fmt(cam0_from_velo[:3, :3])}",
+                f"T: {_fmt(cam0_from_velo[:3, 3])}",
+                f"delta_f: {_fmt([0.0, 0.0])}",
+                f"delta_c: {_fmt([0.0, 0.0])}",
+            ]
+        )
+        + "\n"
+    )
     # KITTI's IMU (OXTS) sits behind, left of and below the Velodyne.
-    (date_dir / IMU_TO_VELO).write_text("\n".join([
-        f"calib_time: {calib_time}", f"R: {_fmt(np.eye(3))}", f"T: {_fmt([-0.8086759, 0.3195559, -0.7997231])}"])
-        + "\n")
+    (date_dir / IMU_TO_VELO).write_text(
+        "\n".join(
+            [
+                f"calib_time: {calib_time}",
+                f"R: {_fmt(np.eye(3))}",
+                f"T: {_fmt([-0.8086759, 0.3195559, -0.7997231])}",
+            ]
+        )
+        + "\n"
+    )
 
 
 # ---------------------------------------------------------------------------- drives
@@ -270,9 +322,11 @@ def read_drive(drive_dir: str | Path, require_calibration: bool = True) -> Kitti
         frames = sorted((cam_dir / "data").glob("*.png"))
         stamps = read_timestamps(cam_dir / "timestamps.txt")
         if len(stamps) < len(frames):
-            raise InputError(f"{cam_dir / 'timestamps.txt'} has {len(stamps)} timestamps for {len(frames)} images")
+            raise InputError(
+                f"{cam_dir / 'timestamps.txt'} has {len(stamps)} timestamps for {len(frames)} images"
+            )
         out.images[c] = frames
-        out.timestamps_ns[c] = stamps[:len(frames)]
+        out.timestamps_ns[c] = stamps[: len(frames)]
     if not out.images:
         raise InputError(f"KITTI drive {drive_dir} has no image_0N/ folders")
     calib_dir = drive_dir.parent

@@ -5,6 +5,7 @@ Arrays are indexed [i, j]: i along x (forward) from x_min_m, j along y (left) fr
 centre. `visible` is exact: a cell is visible when it projects into the image and the straight
 ray from the camera centre to the cell's ground point meets nothing before it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,10 +40,16 @@ class BevTruth:
 
     def save_npz(self, path: str | Path) -> None:
         np.savez_compressed(
-            path, drivable=self.drivable, visible=self.visible, footprint_ids=self.footprint_ids,
-            ground_class=self.ground_class, resolution_m=np.float64(self.resolution_m),
-            origin_m=np.array([self.x_min_m, self.y_min_m]), shape=np.array(self.shape, dtype=np.int64),
-            format_version=np.int64(BEV_FORMAT_VERSION))
+            path,
+            drivable=self.drivable,
+            visible=self.visible,
+            footprint_ids=self.footprint_ids,
+            ground_class=self.ground_class,
+            resolution_m=np.float64(self.resolution_m),
+            origin_m=np.array([self.x_min_m, self.y_min_m]),
+            shape=np.array(self.shape, dtype=np.int64),
+            format_version=np.int64(BEV_FORMAT_VERSION),
+        )
 
     @classmethod
     def load_npz(cls, path: str | Path) -> BevTruth:
@@ -51,9 +58,15 @@ class BevTruth:
             with np.load(path) as data:
                 shape = tuple(int(v) for v in data["shape"])
                 origin = data["origin_m"]
-                out = cls(data["drivable"].astype(bool), data["visible"].astype(bool),
-                          data["footprint_ids"].astype(np.int32), data["ground_class"].astype(np.uint8),
-                          float(data["resolution_m"]), float(origin[0]), float(origin[1]))
+                out = cls(
+                    data["drivable"].astype(bool),
+                    data["visible"].astype(bool),
+                    data["footprint_ids"].astype(np.int32),
+                    data["ground_class"].astype(np.uint8),
+                    float(data["resolution_m"]),
+                    float(origin[0]),
+                    float(origin[1]),
+                )
         except FileNotFoundError as exc:
             raise InputError(f"BEV truth not found: {path}") from exc
         except (OSError, KeyError, ValueError) as exc:

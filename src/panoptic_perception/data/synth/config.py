@@ -1,4 +1,5 @@
 """Configuration of the synthetic street world (YAML -> dataclasses via panoptic_perception.config)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,8 +8,15 @@ from typing import Optional
 
 from panoptic_perception.config import load_dataclass
 from panoptic_perception.geometry.camera import (
-    KITTI_CAMERA_HEIGHT_M, KITTI_CX, KITTI_CY, KITTI_FX, KITTI_HEIGHT_PX, KITTI_WIDTH_PX, Camera,
-    Extrinsics, Intrinsics,
+    KITTI_CAMERA_HEIGHT_M,
+    KITTI_CX,
+    KITTI_CY,
+    KITTI_FX,
+    KITTI_HEIGHT_PX,
+    KITTI_WIDTH_PX,
+    Camera,
+    Extrinsics,
+    Intrinsics,
 )
 from panoptic_perception.paths import CONFIG_DIR
 
@@ -37,7 +45,9 @@ class CameraSettings:
         if not 0.3 <= self.height_m <= 5.0:
             raise ValueError(f"height_m must be within 0.3..5 m, got {self.height_m}")
         if abs(self.pitch_deg) > 30 or abs(self.roll_deg) > 30:
-            raise ValueError(f"pitch_deg/roll_deg must be within +-30 deg, got {self.pitch_deg}/{self.roll_deg}")
+            raise ValueError(
+                f"pitch_deg/roll_deg must be within +-30 deg, got {self.pitch_deg}/{self.roll_deg}"
+            )
 
     def camera(self) -> Camera:
         intrinsics = Intrinsics.pinhole(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
@@ -64,8 +74,10 @@ class BevGridSpec:
     @property
     def shape(self) -> tuple:
         """(cells along x, cells along y)."""
-        return (int(round((self.x_max_m - self.x_min_m) / self.resolution_m)),
-                int(round((self.y_max_m - self.y_min_m) / self.resolution_m)))
+        return (
+            int(round((self.x_max_m - self.x_min_m) / self.resolution_m)),
+            int(round((self.y_max_m - self.y_min_m) / self.resolution_m)),
+        )
 
 
 @dataclass(frozen=True)
@@ -82,8 +94,13 @@ class WorldSettings:
     curb_height_m: Optional[float] = None  # None: drawn per drive within 0.10..0.18 m
 
     def __post_init__(self) -> None:
-        for name in ("cars_per_100m", "parked_cars_per_100m", "persons_per_100m", "cyclists_per_100m",
-                     "poles_per_100m"):
+        for name in (
+            "cars_per_100m",
+            "parked_cars_per_100m",
+            "persons_per_100m",
+            "cyclists_per_100m",
+            "poles_per_100m",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"world.{name} must not be negative")
         if self.max_range_m < 50:
@@ -114,8 +131,10 @@ class SynthConfig:
         if not 0 <= self.drive <= 9999:
             raise ValueError(f"drive must be within 0..9999, got {self.drive}")
         if self.label_space != "cityscapes":
-            raise ValueError(f"the synthetic world draws Cityscapes classes; label_space "
-                             f"'{self.label_space}' is not supported")
+            raise ValueError(
+                f"the synthetic world draws Cityscapes classes; label_space "
+                f"'{self.label_space}' is not supported"
+            )
 
 
 def load_synth_config(path: str | Path | None = None) -> SynthConfig:

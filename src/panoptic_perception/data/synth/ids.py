@@ -5,6 +5,7 @@ Things get `(train_id + 1) * THING_ID_STRIDE + track_id`: the class can be read 
 alone (Cityscapes' `label * 1000 + instance` idea) and the id persists across a drive because the
 track id does. Everything fits the 24 bits of a COCO panoptic PNG.
 """
+
 from __future__ import annotations
 
 THING_ID_STRIDE = 100_000

@@ -5,6 +5,7 @@ World frame: x along the street (the ego drives towards +x), y to the left, z up
 surface is z = 0 and the road's centre line is y = 0. Content is generated lazily per 40 m chunk
 from `rng(seed, chunk)`, so any frame of an arbitrarily long drive is reproducible on its own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -69,9 +70,13 @@ class FacadeRow:
     material: np.ndarray
 
     @staticmethod
-    def concat(rows: List["FacadeRow"]) -> "FacadeRow":
-        return FacadeRow(*(np.concatenate([getattr(r, f) for r in rows]) for f in
-                           ("x0", "x1", "train_id", "height_m", "ragged_m", "material")))
+    def concat(rows: List[FacadeRow]) -> FacadeRow:
+        return FacadeRow(
+            *(
+                np.concatenate([getattr(r, f) for r in rows])
+                for f in ("x0", "x1", "train_id", "height_m", "ragged_m", "material")
+            )
+        )
 
 
 @dataclass
@@ -108,7 +113,9 @@ class Chunk:
     tracks: List[Track] = field(default_factory=list)
 
 
-def draw_cross_section(rng: np.random.Generator, settings: WorldSettings, ego_speed_mps: float) -> CrossSection:
+def draw_cross_section(
+    rng: np.random.Generator, settings: WorldSettings, ego_speed_mps: float
+) -> CrossSection:
     lane_w = rng.uniform(3.0, 3.6)
     lanes = int(rng.choice([1, 2], p=[0.6, 0.4]))
     bike = [1.5 if rng.random() < 0.35 else 0.0 for _ in range(2)]
@@ -145,14 +152,22 @@ def draw_cross_section(rng: np.random.Generator, settings: WorldSettings, ego_sp
             if y_abs < widths[i] + sidewalk[i] - 0.35:
                 speed = 0.0 if rng.random() < 0.25 else rng.choice([-1, 1]) * rng.uniform(0.8, 1.7)
                 bands.append(Band(side * y_abs, float(speed), "walk", side))
-    return CrossSection(widths[0], widths[1], float(curb), sidewalk, terrain, ego_y, tuple(lines), tuple(bands))
+    return CrossSection(
+        widths[0], widths[1], float(curb), sidewalk, terrain, ego_y, tuple(lines), tuple(bands)
+    )
 
 
 class ChunkGenerator:
     """Makes the content of chunk c (x in [c*CHUNK_M, (c+1)*CHUNK_M)) from rng(seed, c)."""
 
-    def __init__(self, seed: int, section: CrossSection, settings: WorldSettings, table: mat.MaterialTable,
-                 ego_start_x_m: float = 0.0) -> None:
+    def __init__(
+        self,
+        seed: int,
+        section: CrossSection,
+        settings: WorldSettings,
+        table: mat.MaterialTable,
+        ego_start_x_m: float = 0.0,
+    ) -> None:
         self.seed = seed
         self.section = section
         self.settings = settings
@@ -161,10 +176,13 @@ class ChunkGenerator:
         self.ego_start_x_m = ego_start_x_m
         self._pole_mat = table.add((120, 122, 125), mat.METAL)
         self._light_mat = table.add((35, 35, 30), mat.METAL)
-        self._sign_mats = [table.add(c, mat.PLAIN) for c in ((30, 70, 170), (200, 30, 30), (235, 235, 235),
-                                                              (240, 190, 20))]
+        self._sign_mats = [
+            table.add(c, mat.PLAIN) for c in ((30, 70, 170), (200, 30, 30), (235, 235, 235), (240, 190, 20))
+        ]
         self._fence_mats = [table.add(c, mat.FENCE) for c in ((150, 140, 120), (90, 95, 90), (170, 160, 150))]
-        self._wall_mats = [table.add(c, mat.PAVING) for c in ((160, 155, 145), (120, 110, 100), (180, 175, 170))]
+        self._wall_mats = [
+            table.add(c, mat.PAVING) for c in ((160, 155, 145), (120, 110, 100), (180, 175, 170))
+        ]
         self._hedge_mats = [table.add(c, mat.FOLIAGE) for c in ((60, 100, 40), (45, 80, 35), (80, 110, 50))]
         self._cache: Dict[int, Chunk] = {}
 
@@ -175,8 +193,10 @@ class ChunkGenerator:
 
     def _make(self, index: int) -> Chunk:
         if not -_CHUNK_OFFSET <= index < (99_999 // MAX_THINGS_PER_CHUNK) - _CHUNK_OFFSET:
-            raise InputError(f"the synthetic street ends at chunk {index} (x = {index * CHUNK_M:.0f} m): "
-                             "use a shorter drive or a lower speed")
+            raise InputError(
+                f"the synthetic street ends at chunk {index} (x = {index * CHUNK_M:.0f} m): "
+                "use a shorter drive or a lower speed"
+            )
         rng = np.random.default_rng([self.seed, 1 + index + _CHUNK_OFFSET])
         out = Chunk()
         x0 = index * CHUNK_M
@@ -195,10 +215,26 @@ class ChunkGenerator:
             length = min(rng.uniform(6.0, 24.0), x0 + CHUNK_M - x)
             kind = rng.choice(4, p=[0.62, 0.2, 0.08, 0.1])
             if kind == 0:  # building with a window grid: params = spacing, floor height, window w, h
-                base = np.array([(190, 175, 150), (150, 150, 150), (150, 80, 60), (220, 215, 200),
-                                 (110, 90, 75), (170, 160, 135)][rng.integers(6)]) * rng.uniform(0.85, 1.1)
-                m = self.table.add(base, mat.FACADE, (rng.uniform(2.2, 3.6), rng.uniform(2.8, 3.4),
-                                                      rng.uniform(0.35, 0.6), rng.uniform(0.4, 0.6)))
+                base = np.array(
+                    [
+                        (190, 175, 150),
+                        (150, 150, 150),
+                        (150, 80, 60),
+                        (220, 215, 200),
+                        (110, 90, 75),
+                        (170, 160, 135),
+                    ][rng.integers(6)]
+                ) * rng.uniform(0.85, 1.1)
+                m = self.table.add(
+                    base,
+                    mat.FACADE,
+                    (
+                        rng.uniform(2.2, 3.6),
+                        rng.uniform(2.8, 3.4),
+                        rng.uniform(0.35, 0.6),
+                        rng.uniform(0.4, 0.6),
+                    ),
+                )
                 rows.append((x, x + length, BUILDING, rng.uniform(6.0, 22.0), 0.0, m))
             elif kind == 1:
                 m = self._hedge_mats[rng.integers(len(self._hedge_mats))]
@@ -208,8 +244,9 @@ class ChunkGenerator:
                 rows.append((x, x + length, WALL, rng.uniform(1.6, 3.2), 0.0, m))
             x += length  # kind 2: a gap through which sky and far ground show
         arr = np.array(rows, dtype=np.float64).reshape(-1, 6)
-        return FacadeRow(arr[:, 0], arr[:, 1], arr[:, 2].astype(np.int32), arr[:, 3], arr[:, 4],
-                         arr[:, 5].astype(np.int32))
+        return FacadeRow(
+            arr[:, 0], arr[:, 1], arr[:, 2].astype(np.int32), arr[:, 3], arr[:, 4], arr[:, 5].astype(np.int32)
+        )
 
     def _fence_row(self, rng: np.random.Generator, x0: float) -> FacadeRow:
         rows = []
@@ -218,18 +255,43 @@ class ChunkGenerator:
             length = min(rng.uniform(4.0, 25.0), x0 + CHUNK_M - x)
             kind = rng.choice(3, p=[0.5, 0.2, 0.3])
             if kind == 0:
-                rows.append((x, x + length, FENCE, rng.uniform(1.0, 1.8), 0.0,
-                             self._fence_mats[rng.integers(len(self._fence_mats))]))
+                rows.append(
+                    (
+                        x,
+                        x + length,
+                        FENCE,
+                        rng.uniform(1.0, 1.8),
+                        0.0,
+                        self._fence_mats[rng.integers(len(self._fence_mats))],
+                    )
+                )
             elif kind == 1:
-                rows.append((x, x + length, WALL, rng.uniform(0.8, 1.6), 0.0,
-                             self._wall_mats[rng.integers(len(self._wall_mats))]))
+                rows.append(
+                    (
+                        x,
+                        x + length,
+                        WALL,
+                        rng.uniform(0.8, 1.6),
+                        0.0,
+                        self._wall_mats[rng.integers(len(self._wall_mats))],
+                    )
+                )
             else:
-                rows.append((x, x + length, VEGETATION, rng.uniform(0.9, 1.6), 0.3,
-                             self._hedge_mats[rng.integers(len(self._hedge_mats))]))
+                rows.append(
+                    (
+                        x,
+                        x + length,
+                        VEGETATION,
+                        rng.uniform(0.9, 1.6),
+                        0.3,
+                        self._hedge_mats[rng.integers(len(self._hedge_mats))],
+                    )
+                )
             x += length + rng.uniform(2.0, 15.0)
         arr = np.array(rows, dtype=np.float64).reshape(-1, 6)
-        return FacadeRow(arr[:, 0], arr[:, 1], arr[:, 2].astype(np.int32), arr[:, 3], arr[:, 4],
-                         arr[:, 5].astype(np.int32))
+        return FacadeRow(
+            arr[:, 0], arr[:, 1], arr[:, 2].astype(np.int32), arr[:, 3], arr[:, 4], arr[:, 5].astype(np.int32)
+        )
 
     def _props(self, rng: np.random.Generator, x0: float, side: int) -> List[Prop]:
         props = []
@@ -238,18 +300,36 @@ class ChunkGenerator:
         count = rng.poisson(self.settings.poles_per_100m * CHUNK_M / 100.0 / 2.0)
         for x in np.sort(rng.uniform(x0 + 0.5, x0 + CHUNK_M - 0.5, size=count)):
             height, radius = rng.uniform(3.5, 8.5), rng.uniform(0.06, 0.12)
-            props.append(Prop(POLE, self._pole_mat, (x - radius, y - radius, z), (x + radius, y + radius, z + height),
-                              radius))
+            props.append(
+                Prop(
+                    POLE,
+                    self._pole_mat,
+                    (x - radius, y - radius, z),
+                    (x + radius, y + radius, z + height),
+                    radius,
+                )
+            )
             r = rng.random()
             if r < 0.4:  # a sign plate facing the traffic, 2 - 3 m up
                 size = rng.uniform(0.5, 0.85)
                 zc = z + min(height - size / 2, rng.uniform(2.0, 3.0))
-                props.append(Prop(TRAFFIC_SIGN, self._sign_mats[rng.integers(len(self._sign_mats))],
-                                  (x - radius - 0.05, y - size / 2, zc - size / 2), (x - radius, y + size / 2,
-                                                                                     zc + size / 2)))
+                props.append(
+                    Prop(
+                        TRAFFIC_SIGN,
+                        self._sign_mats[rng.integers(len(self._sign_mats))],
+                        (x - radius - 0.05, y - size / 2, zc - size / 2),
+                        (x - radius, y + size / 2, zc + size / 2),
+                    )
+                )
             elif r < 0.6 and height > 3.8:
-                props.append(Prop(TRAFFIC_LIGHT, self._light_mat, (x - radius - 0.3, y - 0.17, z + height - 1.0),
-                                  (x - radius, y + 0.17, z + height - 0.1)))
+                props.append(
+                    Prop(
+                        TRAFFIC_LIGHT,
+                        self._light_mat,
+                        (x - radius - 0.3, y - 0.17, z + height - 1.0),
+                        (x - radius, y + 0.17, z + height - 0.1),
+                    )
+                )
         return props
 
     def _tracks(self, rng: np.random.Generator, index: int) -> List[Track]:
@@ -298,8 +378,19 @@ class ChunkGenerator:
                     track_id = next_id()
                     if track_id == 0:
                         break
-                    tracks.append(Track(track_id, train_id, float(start), band.y_m, z, float(yaw), band.speed_mps,
-                                        model, carrier))
+                    tracks.append(
+                        Track(
+                            track_id,
+                            train_id,
+                            float(start),
+                            band.y_m,
+                            z,
+                            float(yaw),
+                            band.speed_mps,
+                            model,
+                            carrier,
+                        )
+                    )
                     carrier = track_id
         return tracks
 

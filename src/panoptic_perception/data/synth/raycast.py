@@ -3,6 +3,7 @@
 Rays are `origin + t * dirs` with one origin and (N, 3) directions; every function returns the
 nearest positive t per ray (inf where missed) plus what the shader needs at that point.
 """
+
 from __future__ import annotations
 
 from typing import Tuple
@@ -17,8 +18,9 @@ def yaw_matrix(yaw_rad: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-def boxes(origin: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray
-          ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def boxes(
+    origin: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rays against K axis-aligned boxes (in the rays' frame), keeping the nearest per ray.
 
     Returns t (N,), the winning box index (N,) and the hit face's outward normal (N, 3).
@@ -42,8 +44,9 @@ def boxes(origin: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.ndarray
     return t, best, normal
 
 
-def vertical_cylinder(origin: np.ndarray, dirs: np.ndarray, cx: float, cy: float, radius: float,
-                      z0: float, z1: float) -> Tuple[np.ndarray, np.ndarray]:
+def vertical_cylinder(
+    origin: np.ndarray, dirs: np.ndarray, cx: float, cy: float, radius: float, z0: float, z1: float
+) -> Tuple[np.ndarray, np.ndarray]:
     """Rays against the side of a vertical cylinder; returns t (N,) and outward normals (N, 3)."""
     ox, oy = origin[0] - cx, origin[1] - cy
     dx, dy = dirs[:, 0], dirs[:, 1]

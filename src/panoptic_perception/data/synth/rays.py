@@ -4,6 +4,7 @@ Directions are in the vehicle frame (= world orientation: the ego drives straigh
 so that t = 1 lands on the target (for pixels: unit optical depth, so t is the depth in metres).
 `uv` are the image coordinates used to cull objects by their projected bounding rectangle.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -6,10 +6,11 @@ z (road, sidewalks, curbs, facade and fence lines) has the same t in every frame
 moves. Those t are computed once per ray set and cached; per frame the renderer only looks up
 which facade segment each x falls in and casts the (culled) props and things.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional
 
 import numpy as np
 
@@ -31,8 +32,9 @@ _CORNER_BITS = np.arange(8)
 def _aabb_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(8, 3) corners in binary order (bit 0: x, bit 1: y, bit 2: z)."""
     b = _CORNER_BITS
-    return np.stack([np.where(b & 1, hi[0], lo[0]), np.where(b & 2, hi[1], lo[1]),
-                     np.where(b & 4, hi[2], lo[2])], axis=1)
+    return np.stack(
+        [np.where(b & 1, hi[0], lo[0]), np.where(b & 2, hi[1], lo[1]), np.where(b & 4, hi[2], lo[2])], axis=1
+    )
 
 
 @dataclass
@@ -67,7 +69,9 @@ class HitBuffer:
         self.tu = np.zeros(n, dtype=np.float32)
         self.tv = np.zeros(n, dtype=np.float32)
 
-    def update(self, idx: Optional[np.ndarray], t: np.ndarray, material, segment, train, shade, tu, tv) -> None:
+    def update(
+        self, idx: Optional[np.ndarray], t: np.ndarray, material, segment, train, shade, tu, tv
+    ) -> None:
         current = self.t if idx is None else self.t[idx]
         closer = t < current
         if not closer.any():
@@ -87,8 +91,17 @@ class HitBuffer:
 
 
 class Renderer:
-    def __init__(self, camera: Camera, section: L.CrossSection, chunks: L.ChunkGenerator, noise: NoiseTexture,
-                 sun_dir: np.ndarray, ambient: float, max_range_m: float, ground_materials: dict) -> None:
+    def __init__(
+        self,
+        camera: Camera,
+        section: L.CrossSection,
+        chunks: L.ChunkGenerator,
+        noise: NoiseTexture,
+        sun_dir: np.ndarray,
+        ambient: float,
+        max_range_m: float,
+        ground_materials: dict,
+    ) -> None:
         self.camera = camera
         self.section = section
         self.chunks = chunks
@@ -135,16 +148,28 @@ class Renderer:
         outer_r, outer_l = s.sidewalk_outer_m(-1), s.sidewalk_outer_m(1)
         on_walk = (y >= -outer_r) & (y <= outer_l)
         train = np.where(which == 0, L.ROAD, np.where(on_walk, L.SIDEWALK, L.TERRAIN)).astype(np.uint8)
-        material = np.where(which == 0, self.mats["road"], np.where(
-            which >= 2, self.mats["curb"], np.where(on_walk, self.mats["sidewalk"], self.mats["terrain"])))
+        material = np.where(
+            which == 0,
+            self.mats["road"],
+            np.where(
+                which >= 2, self.mats["curb"], np.where(on_walk, self.mats["sidewalk"], self.mats["terrain"])
+            ),
+        )
         normals = np.zeros_like(d)
         normals[which <= 1, 2] = 1.0
         normals[which == 2, 1] = 1.0
         normals[which == 3, 1] = -1.0
         hit = np.isfinite(t)
         tv = np.where(hit, np.where(which >= 2, z, y), 0.0)
-        out = {"t": t, "hit": hit, "train": train, "material": material.astype(np.int32), "y": y,
-               "shade": self._shade(normals), "tv": tv.astype(np.float32)}
+        out = {
+            "t": t,
+            "hit": hit,
+            "train": train,
+            "material": material.astype(np.int32),
+            "y": y,
+            "shade": self._shade(normals),
+            "tv": tv.astype(np.float32),
+        }
         rays.cache["ground"] = out
         return out
 
@@ -161,14 +186,26 @@ class Renderer:
         ok = (t > 0) & (t * np.abs(d[:, 0]) < self.max_range_m) & (z >= h) & (z <= h + _MAX_FACADE_M)
         idx = np.nonzero(ok)[0]
         normal = np.array([[0.0, -float(side), 0.0]])
-        out = {"idx": idx, "t": t[idx], "xt": t[idx] * d[idx, 0], "z": z[idx],
-               "shade": float(self._shade(normal)[0])}
+        out = {
+            "idx": idx,
+            "t": t[idx],
+            "xt": t[idx] * d[idx, 0],
+            "z": z[idx],
+            "shade": float(self._shade(normal)[0]),
+        }
         rays.cache[cache_key] = out
         return out
 
     # ---------------------------------------------------------------- per frame
-    def cast(self, rays: RaySet, ego_x_m: float, time_s: float, with_ground: bool = True,
-             things: Optional[List[PlacedThing]] = None, range_m: Optional[float] = None) -> HitBuffer:
+    def cast(
+        self,
+        rays: RaySet,
+        ego_x_m: float,
+        time_s: float,
+        with_ground: bool = True,
+        things: Optional[List[PlacedThing]] = None,
+        range_m: Optional[float] = None,
+    ) -> HitBuffer:
         """Nearest hits of `rays` with the ego at x = ego_x_m; only content up to range_m ahead is drawn."""
         buf = HitBuffer(rays.size)
         ox = ego_x_m + self.cam_dx_m
@@ -179,11 +216,25 @@ class Renderer:
         chunk_ids = range(int(np.floor((ox - 10.0) / L.CHUNK_M)), int(np.floor((ox + reach) / L.CHUNK_M)) + 1)
         chunks = [self.chunks.chunk(c) for c in chunk_ids]
         for side in (-1, 1):
-            self._draw_row(rays, buf, ox, side, self.section.facade_m(side), "facade",
-                           L.FacadeRow.concat([c.facades[side] for c in chunks]))
+            self._draw_row(
+                rays,
+                buf,
+                ox,
+                side,
+                self.section.facade_m(side),
+                "facade",
+                L.FacadeRow.concat([c.facades[side] for c in chunks]),
+            )
             if self.section.terrain_m[0 if side < 0 else 1] > 0.7:
-                self._draw_row(rays, buf, ox, side, self.section.sidewalk_outer_m(side), "fence",
-                               L.FacadeRow.concat([c.fences[side] for c in chunks]))
+                self._draw_row(
+                    rays,
+                    buf,
+                    ox,
+                    side,
+                    self.section.sidewalk_outer_m(side),
+                    "fence",
+                    L.FacadeRow.concat([c.fences[side] for c in chunks]),
+                )
         props = [p for c in chunks for p in c.props if p.lo[0] - ox <= reach and p.hi[0] >= ox - 10.0]
         things = [t for t in (things or []) if -30.0 <= t.centre_xy[0] - ox <= reach]
         corners = [_aabb_corners(np.array(p.lo), np.array(p.hi)) for p in props]
@@ -258,8 +309,9 @@ class Renderer:
         buf.tu[:] = x.astype(np.float32)
         buf.tv[:] = g["tv"]
 
-    def _draw_row(self, rays: RaySet, buf: HitBuffer, ox: float, side: int, y_abs: float, key: str,
-                  row: L.FacadeRow) -> None:
+    def _draw_row(
+        self, rays: RaySet, buf: HitBuffer, ox: float, side: int, y_abs: float, key: str, row: L.FacadeRow
+    ) -> None:
         if row.x0.size == 0:
             return
         p = self._plane_static(rays, side, y_abs, key)
@@ -276,10 +328,20 @@ class Renderer:
         idx = p["idx"][ok]
         seg_c = seg_c[ok]
         train = row.train_id[seg_c].astype(np.uint8)
-        buf.update(idx, p["t"][ok], row.material[seg_c], train.astype(np.int32) + 1, train, p["shade"],
-                   x[ok].astype(np.float32), z_rel[ok].astype(np.float32))
+        buf.update(
+            idx,
+            p["t"][ok],
+            row.material[seg_c],
+            train.astype(np.int32) + 1,
+            train,
+            p["shade"],
+            x[ok].astype(np.float32),
+            z_rel[ok].astype(np.float32),
+        )
 
-    def _draw_prop(self, rays: RaySet, buf: HitBuffer, origin: np.ndarray, prop: L.Prop, idx: np.ndarray) -> None:
+    def _draw_prop(
+        self, rays: RaySet, buf: HitBuffer, origin: np.ndarray, prop: L.Prop, idx: np.ndarray
+    ) -> None:
         lo, hi = np.array(prop.lo), np.array(prop.hi)
         if idx.size == 0:
             return
@@ -296,11 +358,20 @@ class Renderer:
         if not finite.any():
             return
         idx, t, normal, tu, z = idx[finite], t[finite], normal[finite], tu[finite], z[finite]
-        buf.update(idx, t, prop.material, stuff_segment_id(prop.train_id), prop.train_id, self._shade(normal),
-                   tu.astype(np.float32), z.astype(np.float32))
+        buf.update(
+            idx,
+            t,
+            prop.material,
+            stuff_segment_id(prop.train_id),
+            prop.train_id,
+            self._shade(normal),
+            tu.astype(np.float32),
+            z.astype(np.float32),
+        )
 
-    def _draw_thing(self, rays: RaySet, buf: HitBuffer, origin: np.ndarray, placed: PlacedThing,
-                    idx: np.ndarray) -> None:
+    def _draw_thing(
+        self, rays: RaySet, buf: HitBuffer, origin: np.ndarray, placed: PlacedThing, idx: np.ndarray
+    ) -> None:
         if idx.size == 0:
             return
         model = placed.track.model
@@ -311,13 +382,27 @@ class Renderer:
         finite = np.isfinite(t)
         if not finite.any():
             return
-        idx, t, part, n_local, d_local = idx[finite], t[finite], part[finite], n_local[finite], d_local[finite]
+        idx, t, part, n_local, d_local = (
+            idx[finite],
+            t[finite],
+            part[finite],
+            n_local[finite],
+            d_local[finite],
+        )
         p = o_local + t[:, None] * d_local
         along_x = np.abs(n_local[:, 0]) > 0.5
         tu = np.where(along_x, p[:, 1], p[:, 0])
         tv = np.where(np.abs(n_local[:, 2]) > 0.5, p[:, 1], p[:, 2])
-        buf.update(idx, t, model.materials[part], placed.segment_id, placed.track.train_id,
-                   self._shade(n_local @ rot.T), tu.astype(np.float32), tv.astype(np.float32))
+        buf.update(
+            idx,
+            t,
+            model.materials[part],
+            placed.segment_id,
+            placed.track.train_id,
+            self._shade(n_local @ rot.T),
+            tu.astype(np.float32),
+            tv.astype(np.float32),
+        )
 
 
 def place_tracks(tracks: Iterable[L.Track], time_s: float) -> List[PlacedThing]:
@@ -326,4 +411,3 @@ def place_tracks(tracks: Iterable[L.Track], time_s: float) -> List[PlacedThing]:
         x = tr.x0_m + tr.speed_mps * time_s
         placed.append(PlacedThing(tr, np.array([x, tr.y_m]), raycast.yaw_matrix(tr.yaw_rad)))
     return placed
-

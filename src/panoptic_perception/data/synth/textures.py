@@ -4,6 +4,7 @@ Textures are functions of world coordinates (never of pixels), so a surface's pa
 while the camera moves. One tileable fractal noise image per drive, sampled nearest-neighbour at
 two scales, gives asphalt grain, facade dirt, foliage and clouds cheaply.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,7 @@ class NoiseTexture:
         f = np.fft.fftfreq(_SIZE)
         radius = np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)
         radius[0, 0] = 1.0
-        spectrum = np.fft.fft2(white) / radius ** 1.6  # 1/f^beta: natural-looking fractal noise
+        spectrum = np.fft.fft2(white) / radius**1.6  # 1/f^beta: natural-looking fractal noise
         spectrum[0, 0] = 0.0
         img = np.real(np.fft.ifft2(spectrum))
         img = (img - img.min()) / (img.max() - img.min())
@@ -42,8 +43,15 @@ class NoiseTexture:
         return 2.0 * v - 1.0
 
 
-def colourise(material: np.ndarray, tu: np.ndarray, tv: np.ndarray, shade: np.ndarray, table: M.MaterialTable,
-              noise: NoiseTexture, exposure: float) -> np.ndarray:
+def colourise(
+    material: np.ndarray,
+    tu: np.ndarray,
+    tv: np.ndarray,
+    shade: np.ndarray,
+    table: M.MaterialTable,
+    noise: NoiseTexture,
+    exposure: float,
+) -> np.ndarray:
     """(N,) hits -> (N, 3) float RGB, before sky and sensor noise. material -1 rows are left black."""
     base, kind_of, params = table.arrays()
     hit = material >= 0
@@ -88,8 +96,9 @@ def colourise(material: np.ndarray, tu: np.ndarray, tv: np.ndarray, shade: np.nd
     return rgb
 
 
-def sky(dirs: np.ndarray, noise: NoiseTexture, horizon_rgb: np.ndarray, zenith_rgb: np.ndarray,
-        cloud_cover: float) -> np.ndarray:
+def sky(
+    dirs: np.ndarray, noise: NoiseTexture, horizon_rgb: np.ndarray, zenith_rgb: np.ndarray, cloud_cover: float
+) -> np.ndarray:
     """Sky colour per ray: a gradient with elevation plus clouds drawn on a plane high above."""
     norm = np.linalg.norm(dirs, axis=1)
     up = np.clip(dirs[:, 2] / norm, 0.0, 1.0)

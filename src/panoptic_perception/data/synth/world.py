@@ -1,4 +1,5 @@
 """StreetWorld: a seeded street and drive; `render(frame_index)` gives an image with exact truth."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ class ObjectBox:
     center_m: tuple  # (x, y, z)
     size_m: tuple  # (length along heading, width, height)
     yaw_rad: float  # heading about +z, 0 = along +x
-    speed_mps: float  # along the heading, over ground
+    speed_mps: float  # over ground along the heading (negative: reversing)
+    velocity_mps: tuple = (0.0, 0.0)  # (vx, vy) over ground, vehicle-frame axes
     visible_px: int = 0
 
     def footprint(self) -> np.ndarray:
@@ -50,10 +52,18 @@ class ObjectBox:
         return np.concatenate([np.c_[fp, np.full(4, z0)], np.c_[fp, np.full(4, z1)]])
 
     def to_json(self) -> dict:
-        return {"track_id": self.track_id, "segment_id": self.segment_id, "category_id": self.category_id,
-                "category": self.category, "center_m": [round(v, 6) for v in self.center_m],
-                "size_m": [round(v, 6) for v in self.size_m], "yaw_rad": round(self.yaw_rad, 6),
-                "speed_mps": round(self.speed_mps, 6), "visible_px": self.visible_px}
+        return {
+            "track_id": self.track_id,
+            "segment_id": self.segment_id,
+            "category_id": self.category_id,
+            "category": self.category,
+            "center_m": [round(v, 6) for v in self.center_m],
+            "size_m": [round(v, 6) for v in self.size_m],
+            "yaw_rad": round(self.yaw_rad, 6),
+            "speed_mps": round(self.speed_mps, 6),
+            "velocity_mps": [round(v, 6) for v in self.velocity_mps],
+            "visible_px": self.visible_px,
+        }
 
 
 @dataclass
@@ -88,8 +98,14 @@ def segments_table(panoptic: np.ndarray) -> List[SegmentInfo]:
             continue
         cs, rs = np.nonzero(cols[k])[0], np.nonzero(rows[k])[0]
         train = seg_id // THING_ID_STRIDE - 1 if seg_id >= THING_ID_STRIDE else seg_id - 1
-        out.append(SegmentInfo(id=int(seg_id), category_id=int(train), area=int(area[k]),
-                               bbox=[int(cs[0]), int(rs[0]), int(cs[-1] - cs[0] + 1), int(rs[-1] - rs[0] + 1)]))
+        out.append(
+            SegmentInfo(
+                id=int(seg_id),
+                category_id=int(train),
+                area=int(area[k]),
+                bbox=[int(cs[0]), int(rs[0]), int(cs[-1] - cs[0] + 1), int(rs[-1] - rs[0] + 1)],
+            )
+        )
     return out
 
 
@@ -114,14 +130,24 @@ class StreetWorld:
         }
         self.noise = NoiseTexture(rng)
         sun_az, sun_el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(15, 65))
-        self.sun_dir = np.array([np.cos(sun_az) * np.cos(sun_el), np.sin(sun_az) * np.cos(sun_el), np.sin(sun_el)])
+        self.sun_dir = np.array(
+            [np.cos(sun_az) * np.cos(sun_el), np.sin(sun_az) * np.cos(sun_el), np.sin(sun_el)]
+        )
         self.exposure = float(rng.uniform(0.85, 1.2))
         self.sky_horizon = np.array([200.0, 210.0, 220.0]) * rng.uniform(0.9, 1.05)
         self.sky_zenith = np.array([70.0, 120.0, 190.0]) * rng.uniform(0.8, 1.1)
         self.cloud_cover = float(rng.uniform(0.1, 0.7))
         self.chunks = L.ChunkGenerator(self.seed, self.section, self.config.world, self.materials)
-        self.renderer = Renderer(self.camera, self.section, self.chunks, self.noise, self.sun_dir,
-                                 float(rng.uniform(0.45, 0.65)), self.config.world.max_range_m, ground)
+        self.renderer = Renderer(
+            self.camera,
+            self.section,
+            self.chunks,
+            self.noise,
+            self.sun_dir,
+            float(rng.uniform(0.45, 0.65)),
+            self.config.world.max_range_m,
+            ground,
+        )
         try:
             self.start_ns = parse_timestamp_ns(self.config.start_time, "start_time")
         except InputError as exc:
@@ -161,10 +187,18 @@ class StreetWorld:
         centre_local = (lo + hi) / 2
         centre = p.rotation @ centre_local + p.world_origin()
         size = hi - lo
-        return ObjectBox(p.track.track_id, p.segment_id, p.track.train_id, self.labels.names[p.track.train_id],
-                         (float(centre[0] - ego_x), float(centre[1] - self.section.ego_y_m), float(centre[2])),
-                         (float(size[0]), float(size[1]), float(size[2])), float(p.track.yaw_rad),
-                         float(p.track.speed_mps), visible_px)
+        return ObjectBox(
+            p.track.track_id,
+            p.segment_id,
+            p.track.train_id,
+            self.labels.names[p.track.train_id],
+            (float(centre[0] - ego_x), float(centre[1] - self.section.ego_y_m), float(centre[2])),
+            (float(size[0]), float(size[1]), float(size[2])),
+            float(p.track.yaw_rad),
+            float(p.track.speed_mps * np.cos(p.track.yaw_rad)),
+            (float(p.track.speed_mps), 0.0),
+            visible_px,
+        )
 
     # ------------------------------------------------------------------ rendering
     @property
@@ -175,8 +209,13 @@ class StreetWorld:
 
     def cast(self, rays: RaySet, frame_index: int, with_ground: bool = True) -> HitBuffer:
         """Nearest hits of arbitrary rays from the camera at a frame (class, segment, t)."""
-        return self.renderer.cast(rays, self.ego_x_m(frame_index), self.time_s(frame_index), with_ground,
-                                  self.things_at(frame_index))
+        return self.renderer.cast(
+            rays,
+            self.ego_x_m(frame_index),
+            self.time_s(frame_index),
+            with_ground,
+            self.things_at(frame_index),
+        )
 
     def render(self, frame_index: int) -> SynthFrame:
         if frame_index < 0:
@@ -189,7 +228,9 @@ class StreetWorld:
         rgb = colourise(buf.material, buf.tu, buf.tv, buf.shade, self.materials, self.noise, self.exposure)
         is_sky = buf.material < 0
         if is_sky.any():
-            rgb[is_sky] = sky(rays.dirs[is_sky], self.noise, self.sky_horizon, self.sky_zenith, self.cloud_cover)
+            rgb[is_sky] = sky(
+                rays.dirs[is_sky], self.noise, self.sky_horizon, self.sky_zenith, self.cloud_cover
+            )
         # Haze towards the horizon hides the far end of the street the way real cameras see it.
         haze = np.clip(np.where(np.isfinite(buf.t), buf.t, 1e9) / 600.0, 0.0, 0.6)[:, None]
         rgb = rgb * (1 - haze) + self.sky_horizon * haze
@@ -201,8 +242,10 @@ class StreetWorld:
         for p in things:
             box = self._object_box(p, ego_x, areas.get(p.segment_id, 0))
             spec = self.config.bev
-            in_grid = (spec.x_min_m - 15 <= box.center_m[0] <= spec.x_max_m + 15
-                       and spec.y_min_m - 15 <= box.center_m[1] <= spec.y_max_m + 15)
+            in_grid = (
+                spec.x_min_m - 15 <= box.center_m[0] <= spec.x_max_m + 15
+                and spec.y_min_m - 15 <= box.center_m[1] <= spec.y_max_m + 15
+            )
             if box.visible_px > 0 or in_grid:
                 objects.append(box)
             if in_grid:
@@ -211,12 +254,22 @@ class StreetWorld:
         bev_boxes.sort(key=lambda ob: ob[0])
         bev = self._bev(frame_index, ego_x, [b for _, b in bev_boxes], things)
         return SynthFrame(
-            index=frame_index, timestamp_ns=self.timestamp_ns(frame_index),
-            rgb=np.clip(rgb, 0, 255).astype(np.uint8).reshape(h, w, 3), panoptic=panoptic,
-            semantic=buf.train.reshape(h, w), depth_m=buf.t.astype(np.float32).reshape(h, w),
-            segments=segments, camera=self.camera, objects=objects, bev=bev, ego_x_m=ego_x)
+            index=frame_index,
+            timestamp_ns=self.timestamp_ns(frame_index),
+            rgb=np.clip(rgb, 0, 255).astype(np.uint8).reshape(h, w, 3),
+            panoptic=panoptic,
+            semantic=buf.train.reshape(h, w),
+            depth_m=buf.t.astype(np.float32).reshape(h, w),
+            segments=segments,
+            camera=self.camera,
+            objects=objects,
+            bev=bev,
+            ego_x_m=ego_x,
+        )
 
-    def _bev(self, frame_index: int, ego_x: float, boxes: List[ObjectBox], things: List[PlacedThing]) -> BevTruth:
+    def _bev(
+        self, frame_index: int, ego_x: float, boxes: List[ObjectBox], things: List[PlacedThing]
+    ) -> BevTruth:
         spec = self.config.bev
         s = self.section
         centres = cell_centres(spec.shape, spec.resolution_m, spec.x_min_m, spec.y_min_m)
@@ -230,16 +283,28 @@ class StreetWorld:
             rays = RaySet.towards(self.camera, pts)
             _, depth = self.camera.project_vehicle_points(pts)
             w, h = self.camera.width, self.camera.height
-            in_view = (depth > 0) & (rays.u >= -0.5) & (rays.u < w - 0.5) & (rays.v >= -0.5) & (rays.v < h - 0.5)
+            in_view = (
+                (depth > 0) & (rays.u >= -0.5) & (rays.u < w - 0.5) & (rays.v >= -0.5) & (rays.v < h - 0.5)
+            )
             keep = np.nonzero(in_view)[0]
             self._bev_rays = (keep, RaySet(rays.dirs[keep], rays.u[keep], rays.v[keep]))
         keep, rays = self._bev_rays
         # Only what stands between the camera and the grid can hide a cell.
-        hits = self.renderer.cast(rays, ego_x, self.time_s(frame_index), False, things,
-                                  range_m=spec.x_max_m + 5.0)
+        hits = self.renderer.cast(
+            rays, ego_x, self.time_s(frame_index), False, things, range_m=spec.x_max_m + 5.0
+        )
         visible = np.zeros(centres.shape[0] * centres.shape[1], dtype=bool)
         visible[keep] = hits.t >= 1.0 - 1e-9
-        footprints = rasterise_footprints(spec, [
-            (b.segment_id, b.center_m[:2], (b.size_m[0] / 2, b.size_m[1] / 2), b.yaw_rad) for b in boxes])
-        return BevTruth(drivable, visible.reshape(spec.shape), footprints, ground_class, spec.resolution_m,
-                        spec.x_min_m, spec.y_min_m)
+        footprints = rasterise_footprints(
+            spec,
+            [(b.segment_id, b.center_m[:2], (b.size_m[0] / 2, b.size_m[1] / 2), b.yaw_rad) for b in boxes],
+        )
+        return BevTruth(
+            drivable,
+            visible.reshape(spec.shape),
+            footprints,
+            ground_class,
+            spec.resolution_m,
+            spec.x_min_m,
+            spec.y_min_m,
+        )

@@ -12,6 +12,7 @@ Frames are rendered and written by worker processes (each owns its own StreetWor
 the same seed, so they agree exactly); the parent appends timestamps and the panoptic JSON in
 frame order and rewrites the JSON periodically, so an interrupted run keeps its finished frames.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,12 @@ def write_frame_files(drive: Path, frame: SynthFrame) -> dict:
     _imwrite(gt / "panoptic" / f"{name}.png", np.ascontiguousarray(id2rgb(frame.panoptic)[:, :, ::-1]))
     _imwrite(gt / "semantic" / f"{name}.png", frame.semantic)
     frame.bev.save_npz(gt / "bev" / f"{name}.npz")
-    objects = {"frame": frame.index, "timestamp": kitti.format_timestamp_ns(frame.timestamp_ns),
-               "frame_id": "vehicle", "objects": [o.to_json() for o in frame.objects]}
+    objects = {
+        "frame": frame.index,
+        "timestamp": kitti.format_timestamp_ns(frame.timestamp_ns),
+        "frame_id": "vehicle",
+        "objects": [o.to_json() for o in frame.objects],
+    }
     (gt / "objects" / f"{name}.json").write_text(json.dumps(objects, indent=1))
     return asdict(PanopticAnnotation(name, f"{name}.png", frame.segments))
 
@@ -92,34 +97,51 @@ class DriveWriter:
             (self.drive / sub).mkdir(parents=True, exist_ok=True)
         kitti.write_calibration(self.drive.parent, self.world.camera, "02")
         meta = {
-            "generator": "panoptic_perception synth", "seed": self.seed, "config": to_dict(self.config),
+            "generator": "panoptic_perception synth",
+            "seed": self.seed,
+            "config": to_dict(self.config),
             "label_space": self.config.label_space,
             "vehicle_frame": "x forward, y left, z up; origin on the ground below the camera (and below the "
-                             f"Velodyne, {kitti.VELODYNE_HEIGHT_M} m up); moves with the ego",
+            f"Velodyne, {kitti.VELODYNE_HEIGHT_M} m up); moves with the ego",
             "segment_ids": "stuff: train_id + 1; things: (train_id + 1) * 100000 + track_id",
-            "street": {"road_right_m": self.world.section.road_right_m, "road_left_m": self.world.section.road_left_m,
-                       "curb_height_m": self.world.section.curb_height_m, "ego_y_m": self.world.section.ego_y_m},
+            "street": {
+                "road_right_m": self.world.section.road_right_m,
+                "road_left_m": self.world.section.road_left_m,
+                "curb_height_m": self.world.section.curb_height_m,
+                "ego_y_m": self.world.section.ego_y_m,
+            },
         }
         (self.drive / "gt" / "meta.json").write_text(json.dumps(meta, indent=1))
         (self.drive / "image_02" / "timestamps.txt").write_text("")
 
     def _accept(self, index: int, stamp_ns: int, annotation: dict) -> None:
         name = frame_name(index)
-        self._images.append({"id": name, "file_name": f"{name}.png", "width": self.world.camera.width,
-                             "height": self.world.camera.height})
+        self._images.append(
+            {
+                "id": name,
+                "file_name": f"{name}.png",
+                "width": self.world.camera.width,
+                "height": self.world.camera.height,
+            }
+        )
         self._annotations.append(annotation)
         with (self.drive / "image_02" / "timestamps.txt").open("a") as handle:
             handle.write(kitti.format_timestamp_ns(stamp_ns) + "\n")
 
     def _write_json(self) -> None:
-        payload = {"images": self._images, "annotations": self._annotations,
-                   "categories": categories_json(self.world.labels)}
+        payload = {
+            "images": self._images,
+            "annotations": self._annotations,
+            "categories": categories_json(self.world.labels),
+        }
         path = self.drive / "gt" / "panoptic.json"
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload))
         tmp.replace(path)
 
-    def write(self, frames: int, workers: int = 1, progress: Optional[Callable[[int, float], None]] = None) -> int:
+    def write(
+        self, frames: int, workers: int = 1, progress: Optional[Callable[[int, float], None]] = None
+    ) -> int:
         """Render and write frames 0..frames-1; returns how many were written."""
         self.prepare()
         start = time.perf_counter()
@@ -143,5 +165,7 @@ class DriveWriter:
                 yield i, frame.timestamp_ns, write_frame_files(self.drive, frame)
             return
         ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(self.config, self.seed, str(self.drive))) as pool:
+        with ctx.Pool(
+            workers, initializer=_worker_init, initargs=(self.config, self.seed, str(self.drive))
+        ) as pool:
             yield from pool.imap(_worker_frame, indices, chunksize=1)
