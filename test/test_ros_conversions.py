@@ -337,3 +337,35 @@ def test_panoptic_type_is_the_package_message():
     msg = conv.panoptic_to_msg(np.zeros((2, 2), np.int32), [], _header(), load_label_space("cityscapes"))
     assert isinstance(msg, PanopticSegmentation)
     assert isinstance(conv.intrinsics_to_camera_info(Intrinsics.kitti(), _header()), CameraInfo)
+
+
+def test_pipeline_frame_result_converts_as_it_is():
+    """The Pipeline's FrameResult (segments, GridResult, GroundObjects) feeds every converter."""
+    pytest.importorskip("torch", reason="torch not installed")
+    from panoptic_perception.geometry.projection import GridResult
+    from panoptic_perception.pipeline import FrameResult, Segment
+
+    cityscapes = load_label_space("cityscapes")
+    seg = np.zeros((8, 10), np.int32)
+    seg[4:, :] = 1
+    seg[1:3, 2:5] = 2
+    cat = np.full((8, 10), 255, np.uint8)
+    cat[seg == 1] = 0
+    cat[seg == 2] = 13
+    segments = [Segment(1, 0, "road", False, 1.0, 40, (0, 4, 10, 4)),
+                Segment(2, 13, "car", True, 0.9, 6, (2, 1, 3, 2))]
+    obj = GroundObject(segment_id=2, category=13, class_name="car", score=0.9,
+                       footprint=Footprint(x_m=9.0, y_m=0.5, length_m=4.4, width_m=1.8, heading_rad=0.0),
+                       range_m=9.0, covariance_xy=(0.09, 0.0, 0.0, 0.01), contact_columns=3,
+                       contact_visible=True, truncated=False)
+    grid = GridResult(occupancy=np.zeros((4, 6), np.int8), class_grid=np.full((4, 6), 255, np.uint8),
+                      log_odds=np.zeros((4, 6), np.float32), geometry=GEOMETRY, objects=[obj])
+    frame = FrameResult(segment_map=seg, category_map=cat, segments=segments, grid=grid)
+    pan = conv.panoptic_to_msg(frame.segment_map, frame.segments, _header(), cityscapes)
+    assert [(s.id, s.category_name, s.is_thing, s.area) for s in pan.segments] == [
+        (1, "road", False, 40), (2, "car", True, 6)]
+    grid_msg = conv.occupancy_to_msg(frame.grid.occupancy, frame.grid, _header(), "base_link")
+    assert (grid_msg.info.width, grid_msg.info.height) == (6, 4)
+    assert conv.class_grid_to_msg(frame.grid.class_grid, frame.grid, _header(), "base_link").data[0] == -1
+    objects = conv.objects_to_msg(frame.grid.objects, _header(), "base_link")
+    assert objects.objects[0].position_sigma_m == pytest.approx(0.3)
