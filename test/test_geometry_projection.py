@@ -33,7 +33,8 @@ def labels():
 
 @pytest.fixture(scope="module")
 def config():
-    return load_grid_config()
+    # the analytic street is flat: no raised sidewalk
+    return replace(load_grid_config(), surface_height_m={})
 
 
 @pytest.fixture(scope="module")

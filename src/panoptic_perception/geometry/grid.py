@@ -143,11 +143,21 @@ class GridConfig:
     min_contact_columns: int = 2  # fewer visible ground-contact columns -> no object
     # A contact is trusted only when the pixel below it is ground of one of these kinds.
     contact_below_classes: Optional[Tuple[str, ...]] = None  # None -> free_classes
+    # Height above the road of ground surfaces (a sidewalk behind its curb): a thing standing on
+    # one meets the ray there, not at z = 0. Classes not listed are at z = 0.
+    surface_height_m: Dict[str, float] = field(default_factory=dict)
+    # Things that do not touch the ground themselves take the position of what carries them.
+    carried_by: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    # Contacts farther than the object's nearest contact by more than this many prior diagonals
+    # are overhangs (a bicycle's frame, a rider's foot over the road), not ground contact.
+    overhang_diagonals: float = 1.25
 
     def __post_init__(self) -> None:
         overlap = set(self.free_classes) & set(self.obstacle_classes)
         if overlap:
             raise ValueError(f"classes both free and obstacle: {', '.join(sorted(overlap))}")
+        if any(not 0.0 <= h < 2.0 for h in self.surface_height_m.values()):
+            raise ValueError(f"surface_height_m values must be within [0, 2) m, got {self.surface_height_m}")
         if self.max_pixels_per_cell < 1 or self.min_contact_columns < 1:
             raise ValueError("max_pixels_per_cell and min_contact_columns must be >= 1")
 

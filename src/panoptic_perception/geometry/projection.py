@@ -19,7 +19,7 @@ Tables depend only on camera, image size and grid; they are rebuilt when one of 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -168,6 +168,12 @@ class GroundProjector:
         slot[free] = torch.arange(len(free), dtype=torch.int32)
         self._free_slot = slot
         self._priors = [cfg.prior_for(c.name) for c in self._labels.categories]
+        self._surface_heights = {self._class_ids((name,), "surface_height_m")[0]: h
+                                 for name, h in cfg.surface_height_m.items()}
+        self._carriers = [[] for _ in range(n + 1)]
+        for name, carriers in cfg.carried_by.items():
+            rider = self._class_ids((name,), "carried_by")[0]
+            self._carriers[rider] = self._class_ids(carriers, "carried_by")
         self._device_tables: Dict[str, Tuple[Any, ...]] = {}
 
     def _tables_on(self, device: Any) -> Tuple[Any, ...]:
@@ -254,8 +260,8 @@ class GroundProjector:
         occupied_class[o_cell] = seg_cat[upper_seg[obstacle][o_ok]]
 
         thing = (up_code & _THING) > 0
-        objects = self._objects(upper[thing] + r0 * width_px, upper_seg[thing], ground_below[thing],
-                                seg_cat, seg_score, table)
+        objects = self._objects(upper[thing] + r0 * width_px, upper_seg[thing], lower_seg[thing],
+                                ground_below[thing], seg_cat, seg_score, table)
         for obj in objects:
             if not obj.contact_visible:
                 continue
@@ -288,8 +294,8 @@ class GroundProjector:
         grid = torch.where(occ == OCCUPANCY_OCCUPIED, occupied_class, grid)
         return grid.to(torch.uint8).reshape(occupancy.shape)
 
-    def _objects(self, pixels: Any, segment_ids: Any, ground_below: Any, seg_cat: Any, seg_score: Any,
-                 table: GroundLookup) -> List[GroundObject]:
+    def _objects(self, pixels: Any, segment_ids: Any, below_ids: Any, ground_below: Any, seg_cat: Any,
+                 seg_score: Any, table: GroundLookup) -> List[GroundObject]:
         """Things from their candidate bottom pixels (flat pixel index, segment id, ground below?).
 
         The lowest candidate of each thing in each image column is its ground contact there;
@@ -310,6 +316,7 @@ class GroundProjector:
         y = torch.index_select(table.edge_y_m.reshape(-1), 0, pixels)
 
         sid_np = segment_ids[keep].cpu().numpy()
+        below_np = below_ids[keep].cpu().numpy()
         cols_np, rows_np = cols.cpu().numpy(), rows.cpu().numpy()
         xy_np = torch.stack([x, y], 1).cpu().numpy().astype(np.float64)
         finite = np.isfinite(xy_np[:, 0])
@@ -317,6 +324,12 @@ class GroundProjector:
         cat_np, score_np = seg_cat.cpu().numpy(), seg_score.cpu().numpy()
 
         cam = table.camera
+        # contacts on a raised surface (sidewalk) meet the ray at its height, not at z = 0:
+        # along the ray that scales the horizontal offset from the camera by (h - z) / h
+        cam_height_m = float(cam.extrinsics.translation()[2])
+        scale = self._surface_scale(cat_np[below_np], cam_height_m)
+        cam_xy = np.asarray(table.camera_xy_m)
+        xy_np = cam_xy + (xy_np - cam_xy) * scale[:, None]
         camera_xy = table.camera_xy_m
         focal_px = float(cam.intrinsics.camera_matrix[1, 1])
         height_m = float(cam.extrinsics.height_m)
@@ -326,17 +339,28 @@ class GroundProjector:
         ids, starts = np.unique(sid_np[order], return_index=True)
         bounds = np.r_[starts, len(order)]
         objects = []
+        carried = {}
         for k, segment_id in enumerate(ids.tolist()):
             members = order[bounds[k]:bounds[k + 1]]
+            category = int(cat_np[segment_id])
+            carriers = self._carriers[category]
+            if carriers:
+                below_cats = cat_np[below_np[members]]
+                on = below_np[members][np.isin(below_cats, carriers)]
+                if on.size:  # the carrier seen most directly below it
+                    carried[int(segment_id)] = int(np.bincount(on).argmax())
             good = members[ok_np[members]]
+            prior = self._priors[category]
+            if good.size:
+                dist = np.hypot(*(xy_np[good] - cam_xy).T)
+                reach = self._config.overhang_diagonals * float(np.hypot(prior.length_m, prior.width_m))
+                good = good[dist <= dist.min() + reach]
             truncated = bool((cols_np[members] == 0).any() or (cols_np[members] == last_col).any()
                              or (rows_np[members] == last_row).any())
             contact_visible = len(good) >= min_cols
             use = good if contact_visible else members[finite[members]]
             if len(use) == 0:
                 continue  # the whole mask is above the horizon: no ground position
-            category = int(cat_np[segment_id])
-            prior = self._priors[category]
             footprint = fit_footprint(xy_np[use], camera_xy, prior)
             cov = position_covariance(footprint, camera_xy, height_m, focal_px, prior,
                                       self._config.uncertainty, contact_visible)
@@ -347,4 +371,28 @@ class GroundProjector:
                 range_m=float(np.hypot(footprint.x_m - camera_xy[0], footprint.y_m - camera_xy[1])),
                 covariance_xy=tuple(float(v) for v in cov.ravel()), contact_columns=int(len(good)),
                 contact_visible=contact_visible, truncated=truncated))
-        return objects
+        return self._place_carried(objects, carried, camera_xy)
+
+    def _place_carried(self, objects: List[GroundObject], carried: Dict[int, int],
+                       camera_xy: Tuple[float, float]) -> List[GroundObject]:
+        """A rider stands where its bicycle does: take the carrier's centre and heading."""
+        if not carried:
+            return objects
+        by_id = {o.segment_id: o for o in objects}
+        out = []
+        for obj in objects:
+            carrier = by_id.get(carried.get(obj.segment_id, -1))
+            if carrier is not None and carrier.contact_visible:
+                fp = carrier.footprint
+                footprint = replace(obj.footprint, x_m=fp.x_m, y_m=fp.y_m, heading_rad=fp.heading_rad)
+                obj = replace(obj, footprint=footprint, range_m=carrier.range_m,
+                              covariance_xy=carrier.covariance_xy, contact_visible=True,
+                              contact_columns=carrier.contact_columns)
+            out.append(obj)
+        return out
+
+    def _surface_scale(self, below_categories: np.ndarray, camera_height_m: float) -> np.ndarray:
+        scale = np.ones(len(below_categories))
+        for cid, height_m in self._surface_heights.items():
+            scale[below_categories == cid] = max(camera_height_m - height_m, 1e-3) / camera_height_m
+        return scale
