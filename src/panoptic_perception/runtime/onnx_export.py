@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -37,11 +37,13 @@ def output_keys(model: nn.Module, input_shape: InputShape) -> List[str]:
 
 
 def export_onnx(model: nn.Module, input_shape: InputShape, path: str | Path, opset: int = 18,
-                prefer: str = "dynamo") -> str:
+                prefer: str = "dynamo", exported: Optional[torch.export.ExportedProgram] = None) -> str:
     """Write `model` (eval, CPU, fp32) to `path`; returns which exporter worked ("dynamo"/"torchscript").
 
     The dynamo exporter (torch.export + onnxscript) is tried first; the TorchScript exporter is the
     fallback for graphs the dynamo path cannot translate. Both see the same static shapes.
+    `exported` (torch.export of `model` at `input_shape`, dict outputs) spares the dynamo exporter a
+    second trace when the caller already has one.
     """
     path = Path(path)
     model = model.eval().cpu()
@@ -52,7 +54,8 @@ def export_onnx(model: nn.Module, input_shape: InputShape, path: str | Path, ops
     errors: Dict[str, str] = {}
     for exporter in order:
         try:
-            _export_with(exporter, wrapped, example, keys, path, opset)
+            source = exported if (exporter == "dynamo" and exported is not None) else wrapped
+            _export_with(exporter, source, example, keys, path, opset)
             LOG.info("onnx export: %s exporter wrote %s", exporter, path)
             return exporter
         except Exception as exc:  # noqa: BLE001 - try the other exporter, report both if both fail
@@ -62,7 +65,7 @@ def export_onnx(model: nn.Module, input_shape: InputShape, path: str | Path, ops
                          "; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
-def _export_with(exporter: str, wrapped: nn.Module, example: tuple, keys: List[str], path: Path,
+def _export_with(exporter: str, wrapped, example: tuple, keys: List[str], path: Path,
                  opset: int) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

@@ -3,7 +3,7 @@
 torch-tensorrt's dynamo path lowers an ExportedProgram to core ATen ops (decompositions), then converts
 every node with a registered converter whose capability validator accepts it; the rest run in PyTorch
 (or fail the build with require_full_compilation=True). This module repeats the first two steps here:
-`export_core_aten` decomposes the model like torch-tensorrt does, `find_unsupported` lists every op
+`export_for_tensorrt` decomposes the model as torch-tensorrt does, `find_unsupported` lists every op
 outside trt_supported_ops.SUPPORTED_OPS or failing a validator condition, with where in the model
 (module path and source line) it comes from, so the model engineers know what to change.
 """
@@ -36,11 +36,34 @@ class OpProblem:
         return f"{self.op}: {self.reason} at {where}"
 
 
-def export_core_aten(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    """torch.export + core-ATen decompositions: the graph torch-tensorrt partitions and converts."""
+def trt_decomposition_table() -> dict:
+    """The decomposition table torch-tensorrt lowers with on torch >= 2.6 (its get_decompositions()):
+    its enabled set (trt_supported_ops.TRT_DECOMPOSITIONS) + every CompositeImplicitAutograd aten op's
+    own decomposition, minus the ops it keeps whole (TRT_KEPT_WHOLE)."""
+    from torch._decomp import get_decompositions
+    from torch._export.utils import _collect_all_valid_cia_ops_for_aten_namespace, _get_decomp_for_cia
+
+    table = {}
+    for op in _collect_all_valid_cia_ops_for_aten_namespace():
+        if str(op) not in trt_ops.TRT_KEPT_WHOLE:
+            table[op] = _get_decomp_for_cia(op)
+    ops = []
+    for name in trt_ops.TRT_DECOMPOSITIONS:
+        packet, _, overload = name.partition(".")
+        op = getattr(torch.ops.aten, packet, None)
+        if op is not None and overload:
+            op = getattr(op, overload, None)
+        if op is not None:  # ops this torch no longer has are skipped
+            ops.append(op)
+    table.update(get_decompositions(ops))
+    return {op: fn for op, fn in table.items() if str(op) not in trt_ops.TRT_KEPT_WHOLE}
+
+
+def export_for_tensorrt(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """torch.export + torch-tensorrt's decomposition set: the graph torch-tensorrt partitions and converts."""
     with torch.no_grad():
         program = torch.export.export(model.eval(), (example,), strict=False)
-    return program.run_decompositions()
+    return program.run_decompositions(trt_decomposition_table())
 
 
 def op_name(target) -> str:
@@ -131,14 +154,33 @@ def validator_failure(node: torch.fx.Node) -> Optional[str]:
     return None
 
 
+def input_dependent_nodes(program: torch.export.ExportedProgram) -> set:
+    """Nodes whose value depends on the user input (the image).
+
+    torch-tensorrt freezes weights and runs a constant-folding pass before partitioning, so a node that
+    depends only on weights and constants (e.g. a zeros_like/empty_strided of a static shape) becomes a
+    constant and never needs a converter.
+    """
+    user_inputs = set(program.graph_signature.user_inputs)
+    dependent = set()
+    for node in program.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in user_inputs:
+                dependent.add(node)
+        elif any(arg in dependent for arg in node.all_input_nodes):
+            dependent.add(node)
+    return dependent
+
+
 def find_unsupported(program: torch.export.ExportedProgram,
                      supported: FrozenSet[str] = trt_ops.SUPPORTED_OPS,
                      ignored: Iterable[str] = trt_ops.REMOVED_BY_LOWERING) -> List[OpProblem]:
     """Every op (with locations) that torch-tensorrt could not convert; [] means one whole engine."""
     ignored = set(ignored)
+    dependent = input_dependent_nodes(program)
     problems: OrderedDict[tuple, OpProblem] = OrderedDict()
     for node in program.graph.nodes:
-        if node.op != "call_function":
+        if node.op != "call_function" or node not in dependent:
             continue
         name = op_name(node.target)
         if name in ignored:

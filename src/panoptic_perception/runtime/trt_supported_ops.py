@@ -107,3 +107,37 @@ CONDITIONS: Dict[str, str] = {
     "aten.native_layer_norm.default": "only the output used",
     "aten._native_batch_norm_legit_no_training.default": "only the output used",
 }
+
+# torch-tensorrt does NOT lower with torch's whole core-ATen table. Its get_decompositions()
+# (py/torch_tensorrt/dynamo/lowering/_decompositions.py, torch >= 2.6 branch) applies this explicit set
+# (torch_enabled_decompositions in _decomposition_groups.py, pytorch/TensorRT commit
+# 2cf68ae948061241154a4aa49713fb8dae0cd736) plus every CompositeImplicitAutograd aten op's decomposition,
+# minus torch_disabled_decompositions (TRT_KEPT_WHOLE). op_coverage.export_for_tensorrt does the same, so
+# the checked graph is the one torch-tensorrt converts.
+TRT_DECOMPOSITIONS = """
+_adaptive_avg_pool2d_backward addcdiv addcdiv_ addcmul addcmul_ addr aminmax arange.default
+arange.start avg_pool2d_backward binary_cross_entropy binary_cross_entropy_backward
+binary_cross_entropy_with_logits celu col2im count_nonzero cudnn_batch_norm
+cudnn_batch_norm_backward deg2rad detach diag_embed diagonal_backward dot elu_backward
+_embedding_bag embedding_dense_backward _euclidean_dist.default expand_as eye fill frac
+_fused_moving_avg_obs_fq_helper gelu gelu_backward glu_backward grid_sampler_2d hardshrink
+hardshrink_backward hardsigmoid hardsigmoid_backward hardswish hardswish_ hardswish_backward
+hardtanh hardtanh_ hardtanh_backward heaviside huber_loss huber_loss_backward im2col index_add
+index_add_ index_copy index_copy_ index_fill index_fill_ index_select isneginf isposinf l1_loss
+leaky_relu leaky_relu_ leaky_relu_backward lerp linspace logaddexp logaddexp2 logit logit_backward
+log_sigmoid_backward log_sigmoid_forward _log_softmax _log_softmax_backward_data logspace
+logsumexp.default masked_fill masked_fill_ max_pool2d_with_indices_backward mish mse_loss
+mse_loss_backward mvlgamma nansum nan_to_num narrow native_batch_norm_backward
+_native_batch_norm_legit _native_batch_norm_legit_functional native_dropout_backward
+native_group_norm_backward native_layer_norm_backward new_empty new_full new_ones new_zeros
+nll_loss_backward nll_loss_forward norm ones ones_like _prelu_kernel _prelu_kernel_backward
+_reshape_alias rad2deg renorm renorm_ rot90 rsub select_backward select_scatter sgn sigmoid_backward
+silu silu_ silu_backward sinc slice_backward smooth_l1_loss smooth_l1_loss_backward soft_margin_loss
+soft_margin_loss_backward _softmax.out _softmax_backward_data softplus softplus_backward softshrink
+softshrink_backward special_entr special_log_ndtr special_xlog1py stack std t tanh_backward
+threshold threshold_backward trace transpose.int tril.default triu.default unbind unfold
+unfold_backward unfold_copy _unsafe_index upsample_bilinear2d upsample_bilinear2d.vec
+upsample_nearest2d_backward var var_mean xlogy zero zero_ zeros zeros_like clamp_min clamp_max
+linalg_vector_norm full repeat
+""".split()
+TRT_KEPT_WHOLE: FrozenSet[str] = frozenset({"aten._softmax.default"})

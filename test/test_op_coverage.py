@@ -1,0 +1,81 @@
+"""Op coverage: the exported graph uses only ATen ops torch-tensorrt converts (checked without TensorRT)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from test_runtime_standin import standin_model, test_frame
+from torch import nn
+
+from panoptic_perception.model.config import load_model_config
+from panoptic_perception.paths import CONFIG_DIR
+from panoptic_perception.runtime import trt_supported_ops
+from panoptic_perception.runtime.op_coverage import (
+    coverage_report,
+    export_for_tensorrt,
+    find_unsupported,
+    graph_ops,
+)
+
+
+class UsesCumprod(nn.Module):
+    """cumprod has no torch-tensorrt converter; the constant branch is folded by torch-tensorrt."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.register_buffer("table", torch.arange(1.0, 5.0))
+
+    def forward(self, x):
+        y = self.conv(x)
+        constant = torch.cumprod(self.table, 0)  # depends on weights only: constant-folded
+        return torch.cumprod(y, dim=1) + constant.view(1, 4, 1, 1)
+
+
+class BigTopk(nn.Module):
+    def forward(self, x):
+        return torch.topk(x.flatten(), k=4000).values
+
+
+def test_supported_list_names_its_source():
+    assert trt_supported_ops.SOURCE["commit"] and "aten_ops_converters.py" in trt_supported_ops.SOURCE["file"]
+    for op in ("aten.convolution.default", "aten.grid_sampler_2d.default", "aten.topk.default",
+               "aten.native_group_norm.default", "aten.gather.default"):
+        assert op in trt_supported_ops.SUPPORTED_OPS
+    assert "aten.cumprod.default" not in trt_supported_ops.SUPPORTED_OPS
+
+
+def test_unsupported_op_is_named_with_its_location():
+    problems = find_unsupported(export_for_tensorrt(UsesCumprod(), torch.zeros(1, 3, 8, 8)))
+    assert [p.op for p in problems] == ["aten.cumprod.default"], coverage_report(problems)
+    assert len(problems[0].locations) == 1, "the weights-only cumprod must count as constant-folded"
+    assert "test_op_coverage.py" in problems[0].locations[0]
+    assert "aten.cumprod.default" in coverage_report(problems)
+
+
+def test_converter_conditions_are_checked():
+    problems = find_unsupported(export_for_tensorrt(BigTopk(), torch.zeros(1, 3, 64, 64)))
+    flagged = [p for p in problems if p.op == "aten.topk.default" and "3840" in p.reason]
+    assert flagged, coverage_report(problems)
+
+
+def test_standin_converts_whole():
+    program = export_for_tensorrt(standin_model(), test_frame())
+    assert "aten.convolution.default" in graph_ops(program)
+    assert find_unsupported(program) == [], coverage_report(find_unsupported(program))
+
+
+@pytest.mark.slow
+def test_real_model_uses_only_converted_ops():
+    model_mod = pytest.importorskip("panoptic_perception.model.panoptic_fpn",
+                                    reason="model.panoptic_fpn not available")
+    config = dataclasses.replace(load_model_config(CONFIG_DIR / "model_resnet18.yaml"),
+                                 input_width=256, input_height=128)
+    torch.manual_seed(0)
+    model = model_mod.build_model(config).eval()
+    program = export_for_tensorrt(model, torch.rand(1, 3, 128, 256) * 255)
+    ops = graph_ops(program)
+    assert "aten.grid_sampler_2d.default" in ops and "aten.topk.default" in ops, "not the full graph"
+    problems = find_unsupported(program)
+    assert not problems, "the model would not compile to one TensorRT engine; " + coverage_report(problems)
