@@ -71,20 +71,32 @@ class FrameResult:
 class Pipeline:
     """Loads a checkpoint once, picks a backend, then turns RGB frames into panoptic + grid results."""
 
-    def __init__(self, config: PipelineConfig | None = None) -> None:
+    def __init__(self, config: PipelineConfig | None = None, *, module=None,
+                 model_config: Optional[ModelConfig] = None) -> None:
+        """From config.model_path (the normal case), or from an in-memory eval `module` built for
+        `model_config` (training's periodic evaluation; the config's overrides do not apply)."""
         import torch
 
         from panoptic_perception.geometry.grid import load_grid_config
         from panoptic_perception.model.checkpoint import load_checkpoint
-        from panoptic_perception.runtime.select import create_backend
+        from panoptic_perception.runtime.select import create_backend, create_backend_for_module
 
         self.config = config or PipelineConfig()
-        self.model_path = resolve_path(self.config.model_path)
-        state_dict, model_config, self.model_meta = load_checkpoint(self.model_path)
-        self.model_config = self._apply_overrides(model_config)
+        if module is None:
+            self.model_path = resolve_path(self.config.model_path)
+            state_dict, model_config, self.model_meta = load_checkpoint(self.model_path)
+            self.model_config = self._apply_overrides(model_config)
+            self.backend = create_backend(self.model_config, state_dict, self.config.runtime,
+                                          checkpoint_path=self.model_path)
+        else:
+            if model_config is None:
+                raise ValueError("Pipeline(module=...) needs the module's model_config")
+            self.model_path = Path("<in-memory>")
+            self.model_meta = {}
+            self.model_config = model_config
+            self.backend = create_backend_for_module(module, model_config, self.config.runtime,
+                                                     weights_digest="in-memory")
         self.label_space: LabelSpace = load_label_space(self.model_config.label_space)
-        self.backend = create_backend(self.model_config, state_dict, self.config.runtime,
-                                      checkpoint_path=self.model_path)
         self.device = self.backend.device
         self.input_size = (self.model_config.input_width, self.model_config.input_height)
         self.grid_config = load_grid_config(resolve_path(self.config.grid_config_path))
@@ -93,9 +105,6 @@ class Pipeline:
         thing = [c.is_thing for c in self.label_space.categories] + [False]
         self._is_thing_table = np.array(thing, dtype=bool)
         self._index_cache: Dict[tuple, tuple] = {}
-        blank = torch.zeros((1, 3, self.input_size[1], self.input_size[0]), device=self.device)
-        for _ in range(self.config.runtime.warmup_frames):
-            self.backend.infer(blank)
 
     def _apply_overrides(self, model_config: ModelConfig) -> ModelConfig:
         changes = {}

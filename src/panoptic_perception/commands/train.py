@@ -1,0 +1,49 @@
+"""`train`: train Panoptic FPN from a config/train_*.yaml."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "train the network (CPU or CUDA with AMP): checkpoints, resume, CSV/TensorBoard logs, periodic PQ"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path,
+                        help="training config, e.g. config/train_synthetic.yaml")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT_DIR/last.pt and train_state.pt")
+    parser.add_argument("--out-dir", default=None, help="override the config's out_dir")
+    parser.add_argument("--iterations", type=int, default=None, help="override schedule.iterations")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="override device")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+
+    from panoptic_perception.errors import ConfigError
+    from panoptic_perception.training.config import load_train_config
+    from panoptic_perception.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, Trainer
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = load_train_config(args.config)
+    changes = {}
+    if args.out_dir is not None:
+        changes["out_dir"] = args.out_dir
+    if args.device is not None:
+        changes["device"] = args.device
+    if args.iterations is not None:
+        if args.iterations <= 0:
+            raise ConfigError(f"--iterations must be > 0, got {args.iterations}")
+        changes["schedule"] = dataclasses.replace(config.schedule, iterations=args.iterations)
+    config = dataclasses.replace(config, **changes)
+    trainer = Trainer(config, resume=args.resume)
+    print(f"train: {len(trainer.train_set)} frames, model {trainer.model_config.backbone.name} "
+          f"{trainer.model_config.input_width}x{trainer.model_config.input_height}, device {trainer.device}, "
+          f"from iteration {trainer.iteration} to {config.schedule.iterations}")
+    trainer.train(progress=not args.no_progress)
+    out = Path(config.out_dir)
+    print(f"train: done at iteration {trainer.iteration}; checkpoints {out / LAST_CHECKPOINT}"
+          + (f", best {out / BEST_CHECKPOINT} (PQ {trainer.best_pq:.1f})" if trainer.best_pq >= 0 else ""))
+    return 0

@@ -1,0 +1,1 @@
+"""Training: config, data feeding, the loop with checkpoints / resume / logs / periodic PQ."""

@@ -1,0 +1,64 @@
+"""config/train_*.yaml -> TrainConfig."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Tuple
+
+from panoptic_perception.config import load_dataclass
+from panoptic_perception.data.augment import AugmentConfig
+from panoptic_perception.data.datasets import DatasetConfig
+
+
+@dataclass
+class ScheduleConfig:
+    # JSIS-Net / detectron2 style: SGD with momentum 0.9, linear warm-up, step decays.
+    iterations: int = 20000
+    base_lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 500
+    warmup_factor: float = 0.001
+    lr_steps: Tuple[int, ...] = (14000, 18000)
+    lr_gamma: float = 0.1
+    grad_clip_norm: Optional[float] = 10.0
+
+    def __post_init__(self) -> None:
+        if self.iterations <= 0:
+            raise ValueError(f"iterations must be > 0, got {self.iterations}")
+        if self.base_lr <= 0:
+            raise ValueError(f"base_lr must be > 0, got {self.base_lr}")
+        if list(self.lr_steps) != sorted(self.lr_steps):
+            raise ValueError(f"lr_steps must be increasing, got {list(self.lr_steps)}")
+
+
+@dataclass
+class TrainConfig:
+    model_config: str = "config/model_resnet18.yaml"  # relative paths resolve against the package root
+    init_from: Optional[str] = None  # checkpoint whose weights start the run (same architecture)
+    train_data: DatasetConfig = field(default_factory=lambda: DatasetConfig(root="data/synth_train"))
+    val_data: Optional[DatasetConfig] = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    batch_size: int = 4
+    num_workers: int = 2
+    min_instance_area_px: int = 16
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    seed: int = 0
+    out_dir: str = "runs/train"
+    log_every: int = 20
+    eval_every: int = 2000
+    eval_frames: int = 50
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "log_every", "eval_every", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.num_workers < 0 or self.eval_frames < 0:
+            raise ValueError("num_workers and eval_frames must be >= 0")
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    return load_dataclass(TrainConfig, path)
