@@ -1,6 +1,8 @@
 """Semantic head: detectron2 layout, label-mode channel mapping, loss, gradients."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -71,6 +73,15 @@ def test_forward_is_sum_of_levels_then_classifier_then_4x_upsample():
         summed = sum(getattr(head, lv)(feats[lv]) for lv in ("p2", "p3", "p4", "p5"))
         expected = F.interpolate(head.predictor(summed), scale_factor=4, mode="bilinear", align_corners=False)
         torch.testing.assert_close(head(feats), expected)
+
+
+def test_initial_loss_is_near_uniform_prediction():
+    # From scratch, the classifier starts uncommitted: loss ~ ln(num_classes), not a big spike.
+    torch.manual_seed(5)
+    head = build_semantic_head(_cfg(), 32, STRIDES).train()
+    logits = head(_features())
+    loss = semantic_loss(logits, torch.randint(0, 19, (1, H, W)), load_label_space("cityscapes"), "all", 255)
+    assert abs(loss.item() - math.log(19)) < 0.2
 
 
 def test_group_norm_needs_divisible_channels():

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from panoptic_perception.errors import ConfigError, InputError
 from panoptic_perception.labels import LabelSpace, load_label_space
 from panoptic_perception.model.config import ModelConfig
-from panoptic_perception.model.layers import conv_norm, msra_fill
+from panoptic_perception.model.layers import conv_norm
 
 SEMANTIC_LEVELS = ("p2", "p3", "p4", "p5")
 THINGS_CHANNEL_CATEGORY = -1  # what `semantic_channel_categories` reports for the merged things channel
@@ -134,7 +134,10 @@ class SemSegFPNHead(nn.Module):
                     ops.append(nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False))
             self.add_module(feature, nn.Sequential(*ops))
         self.predictor = nn.Conv2d(conv_dims, num_classes, kernel_size=1)
-        msra_fill(self.predictor)
+        # Small init (not detectron2's MSRA fill) so training from scratch starts at ~ln(C) loss
+        # instead of ~5x that from confidently wrong logits; imported weights overwrite it anyway.
+        nn.init.normal_(self.predictor.weight, std=0.01)
+        nn.init.zeros_(self.predictor.bias)
 
     def layers(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Logits at 1/common_stride of the input."""
