@@ -30,10 +30,11 @@ $(VENV)/.deps.stamp: requirements.txt $(VENV)/bin/python
 	@touch $@
 
 # This repo is the package: the workspace's src/ holds a link back to it.
-$(BUILD)/devel/setup.sh: $(BUILD)/.apt.stamp CMakeLists.txt package.xml setup.py $(wildcard msg/*.msg) $(wildcard nodes/*)
+# Built with the venv's python so the node relay scripts catkin writes run where torch is.
+$(BUILD)/devel/setup.sh: $(BUILD)/.apt.stamp $(VENV)/bin/python CMakeLists.txt package.xml setup.py $(wildcard msg/*.msg) $(wildcard nodes/*)
 	@mkdir -p $(BUILD)/src
 	@ln -sfn $(ROOT) $(BUILD)/src/panoptic_perception
-	cd $(BUILD) && catkin_make -DPYTHON_EXECUTABLE=/usr/bin/python3 -DCATKIN_ENABLE_TESTING=OFF > $(BUILD)/catkin_make.log 2>&1 \
+	cd $(BUILD) && catkin_make -DPYTHON_EXECUTABLE=$(VENV)/bin/python3 -DCATKIN_ENABLE_TESTING=OFF > $(BUILD)/catkin_make.log 2>&1 \
 		|| { tail -40 $(BUILD)/catkin_make.log; exit 1; }
 	@touch $@
 

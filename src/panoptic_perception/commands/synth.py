@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output root (DATE/ folders go here)")
     parser.add_argument("--frames", type=int, default=100, help="number of frames (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
+    parser.add_argument("--drives", type=int, default=1,
+                        help="number of drives, numbered from --drive, with seeds --seed, --seed+1, ... "
+                             "(default: 1)")
     parser.add_argument(
         "--config", type=Path, default=None, help="SynthConfig YAML (default: config/synth.yaml)"
     )
@@ -83,13 +86,19 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--frames must be at least 1, got {args.frames}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if args.drives < 1:
+        raise ConfigError(f"--drives must be at least 1, got {args.drives}")
     config = build_config(args)
-    writer = DriveWriter(args.out, config, args.seed)
 
     def progress(done: int, elapsed_s: float) -> None:
         if done == args.frames or done % 10 == 0:
             print(f"synth: {done}/{args.frames} frames, {elapsed_s:.1f} s", flush=True)
 
-    done = writer.write(args.frames, workers=args.workers, progress=progress)
-    print(f"synth: wrote {done} frames to {writer.drive}")
+    # Several short drives (one street each, seeds seed, seed+1, ...) give a training set far more
+    # variety than one long drive of similar consecutive frames.
+    for k in range(args.drives):
+        drive_config = dataclasses.replace(config, drive=config.drive + k)
+        writer = DriveWriter(args.out, drive_config, args.seed + k)
+        done = writer.write(args.frames, workers=args.workers, progress=progress)
+        print(f"synth: wrote {done} frames to {writer.drive} (seed {args.seed + k})")
     return 0
