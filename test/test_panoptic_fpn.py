@@ -183,16 +183,20 @@ def panoptic_quality(out, gt) -> float:
 
 @pytest.mark.slow
 def test_overfits_one_frame_to_high_panoptic_quality():
+    """The whole network trains: from random weights to PQ > 90 on the frame it sees (CPU, ~1 min)."""
     torch.manual_seed(0)
     cfg = small_config()
     model = build_model(cfg).train()
     image, target, gt = hand_drawn_scene()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.0)
-    for _ in range(90):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3, weight_decay=0.0)
+    # 80 steps at 2e-3 then 20 at 4e-4: the low-rate tail settles masks and scores.
+    schedule = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[80], gamma=0.2)
+    for _ in range(100):
         losses = model(image[None], [target])
         opt.zero_grad()
         sum(losses.values()).backward()
         opt.step()
+        schedule.step()
     model.eval()
     with torch.no_grad():
         out = model(image[None])
