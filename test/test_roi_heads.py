@@ -132,7 +132,7 @@ def test_training_losses_fall():
         losses = heads(feats, proposals, valid, IMAGE_HW, [_target()])
         assert set(losses) == {"loss_cls", "loss_box_reg", "loss_mask"}
         total = sum(losses.values())
-        history.append(float(total))
+        history.append(float(total.detach()))
         opt.zero_grad()
         total.backward()
         opt.step()
