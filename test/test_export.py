@@ -50,6 +50,11 @@ def test_export_light_resnet18_matches_eager():
 
 
 @pytest.mark.slow
+def test_export_shipped_light_model_matches_eager():
+    _export_and_compare(load_model_config(CONFIG_DIR / "model_light.yaml"))
+
+
+@pytest.mark.slow
 def test_export_resnet50_matches_eager():
     config = load_model_config(CONFIG_DIR / "model_resnet50.yaml")
     # The detectron2 R-50 layout at a small input, with fewer proposals/detections to keep CPU time low.
