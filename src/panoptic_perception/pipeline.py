@@ -132,6 +132,8 @@ class Pipeline:
                              f"{getattr(rgb, 'dtype', type(rgb).__name__)} {shape}")
         if rgb.shape[0] == 0 or rgb.shape[1] == 0:
             raise InputError(f"image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+        if not rgb.flags.writeable:  # zero-copy views of ROS message buffers are read-only
+            rgb = rgb.copy()
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0).float()
         w, h = self.input_size

@@ -1,0 +1,295 @@
+"""The panoptic node: Image + CameraInfo in, panoptic segmentation, grid and objects out.
+
+ROS adapter only: parameters -> Pipeline, messages -> numpy -> Pipeline.process -> messages.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import rospy
+
+from panoptic_perception.errors import PerceptionError
+from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
+from panoptic_perception.ros.frame_slot import NewestFrameSlot
+from panoptic_perception.ros.params import NodeParams, load_node_params
+from panoptic_perception.ros.stats import RollingStats
+
+THROTTLE_S = 5.0
+
+
+class KindThrottle:
+    """Log each KIND of problem at most once per period: two different bad inputs in a row both
+    get a line, the same one repeated at frame rate does not flood the log."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._last: Dict[str, float] = {}
+
+    def should_log(self, text: str) -> bool:
+        kind = re.sub(r"[0-9.]+", "#", text)  # stamps and sizes vary, the kind of problem does not
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) < self.period_s:
+            return False
+        self._last[kind] = now
+        return True
+
+
+def pipeline_config_from_params(params: NodeParams):
+    """NodeParams -> PipelineConfig (model, runtime, grid, fusion and input-size overrides)."""
+    from panoptic_perception.pipeline import PipelineConfig
+
+    defaults = PipelineConfig()
+    config = PipelineConfig(
+        model_path=params.model_file or defaults.model_path,
+        runtime=params.runtime_config_with_overrides(),
+        grid_config_path=params.grid_config or defaults.grid_config_path,
+        input_width=params.input_width or None,
+        input_height=params.input_height or None,
+    )
+    return config
+
+
+class PanopticNode:
+    def __init__(self) -> None:
+        import dataclasses
+
+        import message_filters
+        import tf2_ros
+        from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import OccupancyGrid
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+        from visualization_msgs.msg import MarkerArray
+
+        from panoptic_perception.msg import DetectedObjects, PanopticSegmentation
+        from panoptic_perception.pipeline import Pipeline
+
+        self.params = load_node_params(rospy.get_param("~", {}))
+        config = pipeline_config_from_params(self.params)
+        self.pipeline = Pipeline(config)
+        fusion_overrides = self.params.fusion.overrides()
+        if fusion_overrides:  # fusion is part of the compiled graph: rebuild with the new rule
+            config = dataclasses.replace(config, fusion=self.params.fusion.apply_to(
+                self.pipeline.model_config.fusion))
+            self.pipeline = Pipeline(config)
+        self.pipeline.grid_config = self.params.grid_config_with_overrides()
+        self.label_space = self.pipeline.label_space
+        rospy.loginfo("panoptic_perception: %s", self.pipeline.describe())
+        self._publish_class_metadata()
+
+        self.pub_panoptic = rospy.Publisher("~panoptic", PanopticSegmentation, queue_size=1)
+        self.pub_semantic = rospy.Publisher("~semantic", Image, queue_size=1)
+        self.pub_overlay = rospy.Publisher("~overlay", Image, queue_size=1)
+        self.pub_grid = rospy.Publisher("~grid", OccupancyGrid, queue_size=1)
+        self.pub_class_grid = rospy.Publisher("~class_grid", OccupancyGrid, queue_size=1)
+        self.pub_objects = rospy.Publisher("~objects", DetectedObjects, queue_size=1)
+        self.pub_markers = rospy.Publisher("~markers", MarkerArray, queue_size=1)
+        self.pub_diagnostics = rospy.Publisher("/diagnostics", DiagnosticArray, queue_size=1)
+
+        self.tf_buffer = tf2_ros.Buffer(cache_time=rospy.Duration(30.0))
+        self.tf_listener = tf2_ros.TransformListener(self.tf_buffer) if self.params.use_tf else None
+        self._fallback_extrinsics = self.params.extrinsics.to_extrinsics()
+        self._intrinsics_key: Optional[Tuple] = None
+        self._intrinsics: Optional[Intrinsics] = None
+        self._extrinsics_source = "parameters"
+
+        self.slot = NewestFrameSlot()
+        self.stats = RollingStats()
+        self.skipped = 0
+        self.last_error = ""
+        self._throttle = KindThrottle(THROTTLE_S)
+        self._stop = threading.Event()
+
+        image_topic = rospy.resolve_name("image")
+        image_type = Image
+        if self.params.compressed:
+            # ROS1 remaps whole names: resolve the base first, then add the transport suffix.
+            image_topic = image_topic + "/compressed"
+            image_type = CompressedImage
+        buff = self.params.buff_size_bytes
+        image_sub = message_filters.Subscriber(image_topic, image_type, queue_size=self.params.queue_size,
+                                               buff_size=buff, tcp_nodelay=True)
+        info_sub = message_filters.Subscriber(rospy.resolve_name("camera_info"), CameraInfo,
+                                              queue_size=self.params.queue_size)
+        if self.params.approximate_sync:
+            self.sync = message_filters.ApproximateTimeSynchronizer(
+                [image_sub, info_sub], self.params.sync_queue_size, self.params.sync_slop_s)
+        else:
+            self.sync = message_filters.TimeSynchronizer([image_sub, info_sub], self.params.sync_queue_size)
+        self.sync.registerCallback(self._on_frame)
+        self.worker = threading.Thread(target=self._work, name="panoptic_worker", daemon=True)
+        self.worker.start()
+        # A wall-clock thread, not rospy.Timer: a looping bag moves sim time backwards, which kills
+        # rospy timers, and the node's health is a wall-clock matter anyway.
+        self.diag_thread = threading.Thread(target=self._diagnostics_loop, name="panoptic_diagnostics",
+                                            daemon=True)
+        self.diag_thread.start()
+        rospy.on_shutdown(self.shutdown)
+        rospy.loginfo("panoptic_perception: listening to %s + %s", image_topic,
+                      rospy.resolve_name("camera_info"))
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _publish_class_metadata(self) -> None:
+        """Class ids, names, colours and is_thing on the parameter server for any consumer."""
+        rospy.set_param("~label_space_name", self.label_space.name)
+        rospy.set_param("~classes", [{"id": c.id, "name": c.name, "is_thing": c.is_thing,
+                                      "color": list(c.color)} for c in self.label_space.categories])
+
+    def _on_frame(self, image_msg: Any, info_msg: Any) -> None:
+        self.slot.put((image_msg, info_msg))
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self.slot.take(timeout_s=0.5)
+            if item is None:
+                continue
+            try:
+                self.process(*item)
+            except PerceptionError as exc:  # bad frame: say why, keep going
+                self.skipped += 1
+                self.last_error = str(exc)
+                if self._throttle.should_log(self.last_error):
+                    rospy.logwarn(f"panoptic_perception: skipped frame: {exc}")
+            except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
+                self.skipped += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if self._throttle.should_log(self.last_error):
+                    rospy.logerr(f"panoptic_perception: frame failed: {self.last_error}")
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.slot.close()
+
+    # -- camera geometry ----------------------------------------------------------------------
+
+    def _camera(self, image_msg: Any, info_msg: Any) -> Camera:
+        from panoptic_perception.ros.conversions import camera_info_to_intrinsics
+
+        key = (info_msg.width, info_msg.height, tuple(info_msg.K), tuple(info_msg.D), tuple(info_msg.R),
+               tuple(info_msg.P))
+        if key != self._intrinsics_key:  # CameraInfo rarely changes: convert only when it does
+            self._intrinsics = camera_info_to_intrinsics(info_msg)
+            self._intrinsics_key = key
+        return Camera(self._intrinsics, self._extrinsics(image_msg.header))
+
+    def _extrinsics(self, header: Any) -> Extrinsics:
+        if self.tf_listener is None or not header.frame_id:
+            return self._fallback_extrinsics
+        import tf2_ros
+
+        try:
+            tf = self.tf_buffer.lookup_transform(self.params.vehicle_frame, header.frame_id, header.stamp,
+                                                 rospy.Duration(self.params.tf_timeout_s))
+        except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException):
+            if self._extrinsics_source != "parameters":
+                rospy.logwarn_throttle(THROTTLE_S, f"panoptic_perception: no tf {header.frame_id} -> "
+                                                   f"{self.params.vehicle_frame}; using ~extrinsics")
+            self._extrinsics_source = "parameters"
+            return self._fallback_extrinsics
+        self._extrinsics_source = "tf"
+        return Extrinsics.from_matrix(_transform_matrix(tf.transform))
+
+    # -- one frame ----------------------------------------------------------------------------
+
+    def process(self, image_msg: Any, info_msg: Any) -> None:
+        from panoptic_perception.ros import conversions as conv
+        from panoptic_perception.ros.visualization import draw_overlay, objects_to_markers
+
+        rgb = conv.image_message_to_rgb(image_msg)
+        conv.check_image_matches_camera_info(rgb, info_msg)
+        camera = self._camera(image_msg, info_msg)
+        wants_grid = any(p.get_num_connections() > 0 for p in
+                         (self.pub_grid, self.pub_class_grid, self.pub_objects, self.pub_markers))
+        result = self.pipeline.process(rgb, camera if wants_grid else None)
+        header = image_msg.header
+        start = time.perf_counter()
+        if self.pub_panoptic.get_num_connections():
+            self.pub_panoptic.publish(conv.panoptic_to_msg(result.segment_map, result.segments, header,
+                                                           self.label_space))
+        if self.pub_semantic.get_num_connections():
+            self.pub_semantic.publish(conv.category_map_to_mono8_msg(result.category_map, header))
+        if self.pub_overlay.get_num_connections():
+            overlay = draw_overlay(rgb, result.category_map, result.segment_map, result.segments,
+                                   self.label_space, alpha=self.params.overlay_alpha)
+            self.pub_overlay.publish(conv.rgb_to_image_msg(overlay, header))
+        grid = result.grid
+        frame = self.params.vehicle_frame
+        if grid is not None:
+            if self.pub_grid.get_num_connections():
+                self.pub_grid.publish(conv.occupancy_to_msg(grid.occupancy, grid.geometry, header, frame))
+            if self.pub_class_grid.get_num_connections():
+                self.pub_class_grid.publish(
+                    conv.class_grid_to_msg(grid.class_grid, grid.geometry, header, frame))
+            if self.pub_objects.get_num_connections():
+                self.pub_objects.publish(conv.objects_to_msg(grid.objects, header, frame, self.label_space))
+            if self.pub_markers.get_num_connections():
+                self.pub_markers.publish(objects_to_markers(grid.objects, header, frame, self.label_space))
+        timings = dict(result.timings_ms)
+        timings["publish_ms"] = (time.perf_counter() - start) * 1e3
+        # latency against the image's own stamp: what a tracker downstream actually sees
+        timings["latency_ms"] = (rospy.Time.now() - header.stamp).to_sec() * 1e3
+        self.stats.add(timings)
+
+    def _diagnostics_loop(self) -> None:
+        while not self._stop.wait(self.params.diagnostics_period_s):
+            try:
+                self._publish_diagnostics()
+            except Exception as exc:  # noqa: BLE001 - never let reporting kill the reporter
+                rospy.logwarn_throttle(THROTTLE_S, f"panoptic_perception: diagnostics failed: {exc}")
+
+    def _publish_diagnostics(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        summary = self.stats.summary()
+        status = DiagnosticStatus(name="panoptic_perception: pipeline", hardware_id=str(self.pipeline.device))
+        status.level = DiagnosticStatus.OK
+        status.message = f"{summary.get('fps', 0.0):.1f} fps"
+        if self.skipped and self.last_error:
+            status.level = DiagnosticStatus.WARN
+            status.message += f"; last skipped frame: {self.last_error}"
+        values: Dict[str, Any] = {
+            "backend": self.pipeline.backend.name,
+            "backend_reason": self.pipeline.backend.reason,
+            "model": str(self.pipeline.model_path),
+            "extrinsics_source": self._extrinsics_source,
+            "frames_received": self.slot.received,
+            "frames_processed": self.stats.processed,
+            "frames_dropped": self.slot.dropped,
+            "frames_skipped": self.skipped,
+        }
+        values.update({k: round(v, 3) for k, v in summary.items()})
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = rospy.Time.now()
+        self.pub_diagnostics.publish(array)
+
+
+def _transform_matrix(transform: Any) -> np.ndarray:
+    """geometry_msgs/Transform -> 4x4 matrix."""
+    q = transform.rotation
+    x, y, z, w = q.x, q.y, q.z, q.w
+    rot = np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rot
+    matrix[:3, 3] = (transform.translation.x, transform.translation.y, transform.translation.z)
+    return matrix
+
+
+def main() -> int:
+    rospy.init_node("panoptic_perception")
+    try:
+        node = PanopticNode()
+    except PerceptionError as exc:
+        rospy.logfatal(f"panoptic_perception: cannot start: {exc}")
+        return 1
+    rospy.spin()
+    node.shutdown()
+    return 0
