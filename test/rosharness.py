@@ -1,36 +1,16 @@
-"""Real ROS processes for tests: roscore on a free port in a temp ROS_HOME, roslaunch and
-rosbag play against it, each stopped by its own process id (never by name)."""
+"""Test-side ROS helpers: the package's process control plus checks that nothing was left behind."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import time
-import xmlrpc.client
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes: it only waits to be reaped.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return False
+from panoptic_perception.ros.processes import (  # noqa: F401 - re-exported for the tests
+    RosMaster,
+    free_port,
+    pid_alive,
+    stop_pids,
+    stop_process,
+)
 
 
 def processes_with_arg(text: str) -> List[int]:
@@ -46,111 +26,3 @@ def processes_with_arg(text: str) -> List[int]:
         if text in cmdline and pid_alive(int(entry.name)):
             pids.append(int(entry.name))
     return pids
-
-
-def stop_pids(pids: Sequence[int], timeout_s: float = 10.0) -> None:
-    """SIGINT (ROS shuts down cleanly on it), then SIGKILL whatever is still alive."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
-        time.sleep(0.05)
-    for pid in pids:
-        if pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-class RosMaster:
-    """A roscore of our own: free port, temp ROS_HOME, known pids."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = Path(home)
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.process: Optional[subprocess.Popen] = None
-        self.pids: Dict[str, int] = {}
-
-    @property
-    def env(self) -> Dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            ROS_MASTER_URI=self.uri,
-            ROS_HOME=str(self.home),
-            ROS_LOG_DIR=str(self.home / "log"),
-            ROS_IP="127.0.0.1",
-            PYTHONUNBUFFERED="1",
-        )
-        env.pop("ROS_HOSTNAME", None)
-        return env
-
-    def start(self, timeout_s: float = 30.0) -> RosMaster:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.home / "roscore.log", "wb")
-        self.process = subprocess.Popen(
-            ["roscore", "-p", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pids["roscore"] = self.process.pid
-        master = xmlrpc.client.ServerProxy(self.uri)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"roscore exited: {(self.home / 'roscore.log').read_text()[-2000:]}")
-            try:
-                code, _, master_pid = master.getPid("/test")
-                code_r, _, rosout_uri = master.lookupNode("/test", "/rosout")
-                if code == 1 and code_r == 1:
-                    self.pids["rosmaster"] = int(master_pid)
-                    _, _, rosout_pid = xmlrpc.client.ServerProxy(rosout_uri).getPid("/test")
-                    self.pids["rosout"] = int(rosout_pid)
-                    return self
-            except (OSError, xmlrpc.client.Error):
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"roscore on port {self.port} did not come up in {timeout_s} s")
-
-    def stop(self) -> None:
-        stop_pids(list(self.pids.values()))
-        if self.process is not None:
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def run(self, argv: Sequence[str], log_name: str, extra_env: Optional[Dict[str, str]] = None,
-            ) -> subprocess.Popen:
-        """Start a ROS tool (roslaunch, rosbag play, rostopic ...) against this master."""
-        env = self.env
-        if extra_env:
-            env.update(extra_env)
-        log = open(self.home / log_name, "wb")
-        return subprocess.Popen(list(argv), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-    def roslaunch(self, package: str, launch_file: str, *args: str, **kwargs) -> subprocess.Popen:
-        return self.run(["roslaunch", "--wait", package, launch_file, *args],
-                        log_name=f"roslaunch_{launch_file}.log", **kwargs)
-
-    def rosbag_play(self, bag: Path, *args: str, **kwargs) -> subprocess.Popen:
-        return self.run(["rosbag", "play", "--quiet", *args, str(bag)], log_name="rosbag_play.log", **kwargs)
-
-
-def stop_process(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
-    """Stop a process we started (and its children in its session) by its pid."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)

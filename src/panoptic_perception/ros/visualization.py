@@ -190,3 +190,25 @@ def marker_ids_by_namespace(array: MarkerArray) -> Dict[str, list]:
         if m.action == Marker.ADD:
             out.setdefault(m.ns, []).append(m.id)
     return out
+
+
+def grid_to_rgb(occupancy: np.ndarray, class_grid: Optional[np.ndarray] = None,
+                label_space: Any = None) -> np.ndarray:
+    """Occupancy grid as a picture seen from above: vehicle +x up, +y left, camera at the bottom.
+
+    Unknown cells grey, free white, occupied black; with a class grid, known cells take their
+    class colour instead (occupied ones darkened so obstacles stand out).
+    """
+    occ = to_numpy(occupancy)
+    image = np.full(occ.shape + (3,), 128, dtype=np.uint8)
+    image[occ == 0] = 255
+    image[occ == 100] = 0
+    if class_grid is not None and label_space is not None:
+        classes = to_numpy(class_grid)
+        lut = color_lut(label_space)
+        known = (classes < label_space.num_classes) & (occ >= 0)
+        colours = lut[classes]
+        colours[occ == 100] //= 2
+        image[known] = colours[known]
+    # rows run along +y and columns along +x: turn so that +x is up and +y is left
+    return np.ascontiguousarray(image[::-1, ::-1].transpose(1, 0, 2))
