@@ -33,3 +33,23 @@ def rospy_node(ros_master):
     rospy.init_node("pytest_probe", anonymous=True, disable_signals=True)
     yield rospy
     rospy.signal_shutdown("tests done")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A random-weight light model at 256x128, saved as a real checkpoint (structure tests only)."""
+    import dataclasses
+
+    import torch
+
+    from panoptic_perception.model.checkpoint import save_checkpoint
+    from panoptic_perception.model.config import load_model_config
+    from panoptic_perception.model.panoptic_fpn import build_model
+    from panoptic_perception.paths import CONFIG_DIR
+
+    config = dataclasses.replace(load_model_config(CONFIG_DIR / "model_light.yaml"),
+                                 input_width=256, input_height=128)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_checkpoint(path, build_model(config).state_dict(), config, {"note": "random weights, tests only"})
+    return path

@@ -1,7 +1,6 @@
 """The node for real: roscore, roslaunch kitti.launch, rosbag play of a synthetic KITTI drive."""
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 import time
@@ -16,23 +15,6 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 WIDTH, HEIGHT = 320, 96  # camera images of the test drive
 FRAMES = 8
 NODE = "/panoptic_perception"
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    from panoptic_perception.model.checkpoint import save_checkpoint
-    from panoptic_perception.model.config import load_model_config
-    from panoptic_perception.model.panoptic_fpn import build_model
-    from panoptic_perception.paths import CONFIG_DIR
-
-    config = dataclasses.replace(load_model_config(CONFIG_DIR / "model_light.yaml"),
-                                 input_width=256, input_height=128)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, build_model(config).state_dict(), config, {"note": "random weights, tests only"})
-    return path
 
 
 @pytest.fixture(scope="module")

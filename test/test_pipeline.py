@@ -1,38 +1,18 @@
 """The Pipeline end to end on a small random-weight model (structure, not accuracy)."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from panoptic_perception.errors import InputError, ModelFileError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
-from panoptic_perception.model.config import load_model_config
-from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.pipeline import Pipeline, PipelineConfig
 from panoptic_perception.runtime.config import RuntimeConfig
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    import torch
-
-    from panoptic_perception.model.checkpoint import save_checkpoint
-    from panoptic_perception.model.panoptic_fpn import build_model
-
-    config = dataclasses.replace(load_model_config(CONFIG_DIR / "model_resnet18.yaml"),
-                                 input_width=256, input_height=128)
-    torch.manual_seed(0)
-    model = build_model(config)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_checkpoint(path, model.state_dict(), config, {"note": "random weights, tests only"})
-    return path
-
-
-@pytest.fixture(scope="module")
-def pipeline(tiny_checkpoint):
-    return Pipeline(PipelineConfig(model_path=str(tiny_checkpoint),
+def pipeline(tiny_model):
+    return Pipeline(PipelineConfig(model_path=str(tiny_model),
                                    runtime=RuntimeConfig(backend="torch", device="cpu", warmup_frames=0)))
 
 

@@ -130,9 +130,9 @@ class Trainer:
         pipeline = Pipeline(PipelineConfig(runtime=runtime, project_grid=False), module=module,
                             model_config=self.model_config)
         result = evaluate_pipeline(pipeline, self.val_set, self.label_space, self.config.eval_frames)
-        return {"pq": result.all.pq * 100, "sq": result.all.sq * 100, "rq": result.all.rq * 100,
-                "pq_things": result.things.pq * 100, "pq_stuff": result.stuff.pq * 100,
-                "miou": result.miou * 100}
+        # PQResult numbers are already percentages
+        return {"pq": result.all.pq, "sq": result.all.sq, "rq": result.all.rq,
+                "pq_things": result.things.pq, "pq_stuff": result.stuff.pq, "miou": result.miou}
 
     # -- the loop -----------------------------------------------------------------------------
 

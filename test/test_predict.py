@@ -1,0 +1,50 @@
+"""predict writes COCO panoptic that eval reads; bad frames are skipped, not fatal."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from panoptic_perception import cli
+
+
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory):
+    from panoptic_perception.data.synth import small_config
+    from panoptic_perception.data.synth.writer import DriveWriter
+
+    writer = DriveWriter(tmp_path_factory.mktemp("synth"), small_config(320, 96), seed=3)
+    writer.write(2)
+    return writer.drive
+
+
+def test_predict_then_eval(drive, tiny_model, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert cli.main(["predict", "--model", str(tiny_model), "--input", str(drive), "--out", str(out),
+                     "--backend", "torch"]) == 0
+    data = json.loads((out / "panoptic.json").read_text())
+    assert [a["image_id"] for a in data["annotations"]] == ["0000000000", "0000000001"]
+    assert (out / "panoptic" / "0000000001.png").is_file()
+    gt = drive / "gt"
+    assert cli.main(["eval", "--gt-json", str(gt / "panoptic.json"), "--gt-dir", str(gt / "panoptic"),
+                     "--pred-json", str(out / "panoptic.json"), "--pred-dir", str(out / "panoptic"),
+                     "--json", str(tmp_path / "pq.json")]) == 0
+    scores = json.loads((tmp_path / "pq.json").read_text())
+    assert scores["num_images"] == 2 and 0.0 <= scores["All"]["pq"] <= 100.0
+
+
+def test_truncated_image_is_skipped_with_its_name(drive, tiny_model, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((drive / "image_02" / "data" / "0000000000.png").read_bytes())
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert cli.main(["predict", "--model", str(tiny_model), "--input", str(folder), "--out",
+                     str(tmp_path / "pred"), "--backend", "torch"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "b.png" in printed
+    assert json.loads((tmp_path / "pred" / "panoptic.json").read_text())["images"][0]["id"] == "a"
+
+
+def test_bad_arguments_are_named(tmp_path, capsys):
+    assert cli.main(["predict", "--input", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
