@@ -2,11 +2,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 
 import pytest
 from rosharness import RosMaster
 
 ROS_TOOLS = ("roscore", "roslaunch", "rosbag", "rostopic")
+
+
+def _terminate_as_interrupt(signum, frame):
+    # A killed test run (CI time-out, Ctrl-C from a wrapper) must still tear down its fixtures:
+    # roscore, roslaunch and the node run in their own sessions and would otherwise outlive it.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _terminate_as_interrupt)
 
 
 def _missing_ros_tools():

@@ -129,9 +129,8 @@ class FusionParams:
 class NodeParams:
     """Everything the panoptic node reads from its private namespace."""
 
-    model_file: str = _p("", "model file (.pt checkpoint, .onnx or TensorRT .ep); empty = the shipped "
-                             "default model")
-    model_config: str = _p("", "model YAML; empty = the one stored with / named by the model file")
+    model_file: str = _p("", "model checkpoint (.pt; its model config is stored inside, compiled engines are "
+                             "cached beside it); empty = the shipped default model")
     runtime_config: str = _p("", "runtime YAML (backend, device, precision, engines); empty = "
                                  "config/runtime.yaml")
     backend: Optional[Literal["auto", "tensorrt", "torch", "onnxruntime"]] = _p(
