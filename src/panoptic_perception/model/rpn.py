@@ -104,7 +104,9 @@ class RPN(nn.Module):
             top_deltas = torch.gather(deltas_i, 1, top_idx[..., None].expand(batch, k, 4))
             boxes = decode_boxes(top_deltas, anchors_i[top_idx], self.cfg.box_reg_weights)
             boxes = clip_boxes(boxes, image_hw[0], image_hw[1])
-            valid = nonempty_boxes(boxes) & torch.isfinite(boxes).all(dim=-1) & torch.isfinite(top_scores)
+            # amin over 0/1 instead of all(): aten.all.dim has no torch-tensorrt converter
+            finite = torch.isfinite(boxes).to(torch.int32).amin(dim=-1) > 0
+            valid = nonempty_boxes(boxes) & finite & torch.isfinite(top_scores)
             if k < k_max:
                 pad = k_max - k
                 boxes = F.pad(boxes, (0, 0, 0, pad))
