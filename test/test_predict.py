@@ -48,3 +48,15 @@ def test_truncated_image_is_skipped_with_its_name(drive, tiny_model, tmp_path, c
 def test_bad_arguments_are_named(tmp_path, capsys):
     assert cli.main(["predict", "--input", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_eval_of_a_model_on_a_dataset(drive, tiny_model, tmp_path):
+    out = tmp_path / "pq.json"
+    assert cli.main(["eval", "--model", str(tiny_model), "--data", str(drive), "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["num_images"] == 2 and scores["model"] == str(tiny_model)
+
+
+def test_eval_arguments_must_pick_one_mode(tiny_model, tmp_path, capsys):
+    assert cli.main(["eval", "--model", str(tiny_model), "--gt-json", "x"]) == 2
+    assert "--model needs --data" in capsys.readouterr().err
