@@ -26,7 +26,7 @@ DEFAULT_PIPELINE_CONFIG = CONFIG_DIR / "pipeline.yaml"
 
 @dataclass
 class PipelineConfig:
-    model_path: str = "models/panoptic_resnet18.pt"  # relative paths resolve against the package root
+    model_path: str = "models/panoptic_light.pt"  # relative paths resolve against the package root
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     grid_config_path: str = "config/grid.yaml"
     project_grid: bool = True
