@@ -1,10 +1,12 @@
 """The Pipeline end to end on a small random-weight model (structure, not accuracy)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from panoptic_perception.errors import InputError, ModelFileError
+from panoptic_perception.errors import ConfigError, InputError, ModelFileError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
 from panoptic_perception.pipeline import Pipeline, PipelineConfig
 from panoptic_perception.runtime.config import RuntimeConfig
@@ -72,3 +74,11 @@ def test_camera_image_size_mismatch_is_named(pipeline):
 def test_missing_model_file_is_named(tmp_path):
     with pytest.raises(ModelFileError, match="nothing.pt"):
         Pipeline(PipelineConfig(model_path=str(tmp_path / "nothing.pt")))
+
+
+def test_fusion_overrides_reach_the_compiled_model(tiny_model):
+    config = PipelineConfig(model_path=str(tiny_model), fusion_overrides={"instance_score_threshold": 0.9},
+                            runtime=RuntimeConfig(backend="torch", device="cpu", warmup_frames=0))
+    assert Pipeline(config).model_config.fusion.instance_score_threshold == 0.9
+    with pytest.raises(ConfigError, match="no_such_field"):
+        Pipeline(dataclasses.replace(config, fusion_overrides={"no_such_field": 1}))

@@ -9,12 +9,12 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 from panoptic_perception.config import load_dataclass
-from panoptic_perception.errors import InputError
+from panoptic_perception.errors import ConfigError, InputError
 from panoptic_perception.geometry.camera import Camera
 from panoptic_perception.labels import LabelSpace, load_label_space
 from panoptic_perception.model.config import FusionConfig, ModelConfig
@@ -32,6 +32,7 @@ class PipelineConfig:
     project_grid: bool = True
     # Overrides of what the checkpoint's model config says (None = keep the checkpoint's).
     fusion: Optional[FusionConfig] = None
+    fusion_overrides: Dict[str, Any] = field(default_factory=dict)  # single FusionConfig fields, e.g. ROS params
     input_width: Optional[int] = None
     input_height: Optional[int] = None
 
@@ -110,6 +111,12 @@ class Pipeline:
         changes = {}
         if self.config.fusion is not None:
             changes["fusion"] = self.config.fusion
+        if self.config.fusion_overrides:
+            base = changes.get("fusion", model_config.fusion)
+            try:
+                changes["fusion"] = dataclasses.replace(base, **self.config.fusion_overrides)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"fusion overrides {self.config.fusion_overrides}: {exc}") from exc
         if self.config.input_width is not None:
             changes["input_width"] = self.config.input_width
         if self.config.input_height is not None:

@@ -49,14 +49,13 @@ def pipeline_config_from_params(params: NodeParams):
         grid_config_path=params.grid_config or defaults.grid_config_path,
         input_width=params.input_width or None,
         input_height=params.input_height or None,
+        fusion_overrides=params.fusion.overrides(),  # fusion is in the compiled graph: applied before building
     )
     return config
 
 
 class PanopticNode:
     def __init__(self) -> None:
-        import dataclasses
-
         import message_filters
         import tf2_ros
         from diagnostic_msgs.msg import DiagnosticArray
@@ -70,11 +69,6 @@ class PanopticNode:
         self.params = load_node_params(rospy.get_param("~", {}))
         config = pipeline_config_from_params(self.params)
         self.pipeline = Pipeline(config)
-        fusion_overrides = self.params.fusion.overrides()
-        if fusion_overrides:  # fusion is part of the compiled graph: rebuild with the new rule
-            config = dataclasses.replace(config, fusion=self.params.fusion.apply_to(
-                self.pipeline.model_config.fusion))
-            self.pipeline = Pipeline(config)
         self.pipeline.grid_config = self.params.grid_config_with_overrides()
         self.label_space = self.pipeline.label_space
         rospy.loginfo("panoptic_perception: %s", self.pipeline.describe())
