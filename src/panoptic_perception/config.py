@@ -32,6 +32,17 @@ def load_yaml(path: str | Path) -> Any:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
 
 
+def named_config_file(name_or_path: str, subdir: Path, what: str) -> Path:
+    """A YAML file given by name (SUBDIR/NAME.yaml) or by path; ConfigError listing the known names."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path(subdir) / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(subdir).glob("*.yaml"))
+        raise ConfigError(f"unknown {what} '{name_or_path}'; known: {', '.join(known)}")
+    return path
+
+
 def load_dataclass(cls: Type[T], path: str | Path) -> T:
     """Load a YAML file into dataclass `cls`."""
     data = load_yaml(path)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 
-from panoptic_perception.config import from_dict, load_yaml
+from panoptic_perception.config import from_dict, load_yaml, named_config_file
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.paths import CONFIG_DIR
 
@@ -62,10 +61,5 @@ class LabelSpace:
 @cache
 def load_label_space(name_or_path: str) -> LabelSpace:
     """Load a label space by name (config/labels/NAME.yaml) or by file path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / "labels" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (CONFIG_DIR / "labels").glob("*.yaml"))
-        raise ConfigError(f"unknown label space '{name_or_path}'; known: {', '.join(known)}")
+    path = named_config_file(name_or_path, CONFIG_DIR / "labels", "label space")
     return from_dict(LabelSpace, load_yaml(path), where=str(path))

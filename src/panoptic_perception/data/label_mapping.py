@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from panoptic_perception.config import load_dataclass
+from panoptic_perception.config import load_dataclass, named_config_file
 from panoptic_perception.data.panoptic_io import SegmentInfo
 from panoptic_perception.data.targets import dense_index, segment_geometry
 from panoptic_perception.errors import ConfigError
@@ -108,10 +107,5 @@ class LabelMapping:
 @cache
 def load_label_mapping(name_or_path: str) -> LabelMapping:
     """Load config/datasets/NAME.yaml (or a path)."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / "datasets" / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (CONFIG_DIR / "datasets").glob("*.yaml"))
-        raise ConfigError(f"unknown label mapping '{name_or_path}'; known: {', '.join(known)}")
+    path = named_config_file(name_or_path, CONFIG_DIR / "datasets", "label mapping")
     return LabelMapping(load_dataclass(LabelMappingConfig, path), where=str(path))
