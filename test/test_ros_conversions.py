@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import io
-import threading
-import time
 
 import numpy as np
 import pytest
+from rosharness import round_trip
 
 pytest.importorskip("rospy", reason="ROS Python packages not installed (run `make setup`)")
 
@@ -307,30 +306,13 @@ def test_grid_conversion_is_vectorised_enough_for_a_large_grid():
 @pytest.mark.ros
 def test_outputs_cross_a_real_master(rospy_node):
     """What the node publishes arrives intact through roscore (tcpros, not just serialise())."""
-    rospy = rospy_node
     occ = np.zeros((4, 6), np.int8)
     occ[2, :] = 100
-    got = []
-    done = threading.Event()
-
-    def on_grid(msg):
-        got.append(msg)
-        done.set()
-
-    sub = rospy.Subscriber("/conv_test/grid", OccupancyGrid, on_grid, queue_size=1)
-    pub = rospy.Publisher("/conv_test/grid", OccupancyGrid, queue_size=1, latch=True)
-    try:
-        sent = conv.occupancy_to_msg(occ, GEOMETRY, _header(), "base_link")
-        deadline = time.monotonic() + 20
-        while not done.is_set() and time.monotonic() < deadline:
-            pub.publish(sent)
-            done.wait(0.2)
-        assert got, "no OccupancyGrid came back through the master"
-        assert got[0].header.stamp == STAMP and got[0].header.frame_id == "base_link"
-        np.testing.assert_array_equal(conv.occupancy_msg_to_numpy(got[0])[0], occ)
-    finally:
-        sub.unregister()
-        pub.unregister()
+    sent = conv.occupancy_to_msg(occ, GEOMETRY, _header(), "base_link")
+    got = round_trip(rospy_node, "/conv_test/grid", OccupancyGrid, sent)
+    assert got is not None, "no OccupancyGrid came back through the master"
+    assert got.header.stamp == STAMP and got.header.frame_id == "base_link"
+    np.testing.assert_array_equal(conv.occupancy_msg_to_numpy(got)[0], occ)
 
 
 def test_panoptic_type_is_the_package_message():

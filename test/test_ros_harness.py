@@ -1,12 +1,9 @@
 """The ROS test harness itself: a real master, messages through it, nothing left behind."""
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pytest
-from rosharness import RosMaster, pid_alive, processes_with_arg
+from rosharness import RosMaster, pid_alive, processes_with_arg, round_trip
 
 pytestmark = pytest.mark.ros
 
@@ -49,41 +46,23 @@ def _make_frame():
 
 
 def test_panoptic_message_round_trips_through_master(rospy_node):
-    rospy = rospy_node
     from cv_bridge import CvBridge
 
     from panoptic_perception.msg import PanopticSegmentation
 
     sent, ids = _make_frame()
-    received = []
-    done = threading.Event()
-
-    def on_msg(msg):
-        received.append(msg)
-        done.set()
-
-    sub = rospy.Subscriber("/harness/panoptic", PanopticSegmentation, on_msg, queue_size=1)
-    pub = rospy.Publisher("/harness/panoptic", PanopticSegmentation, queue_size=1, latch=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not done.is_set() and time.monotonic() < deadline:
-            pub.publish(sent)
-            done.wait(0.2)
-        assert received, "no PanopticSegmentation came back through the master"
-        got = received[0]
-        assert got.header.stamp == sent.header.stamp
-        assert got.header.frame_id == "camera_color_left"
-        assert got.panoptic.encoding == "32SC1"
-        back = CvBridge().imgmsg_to_cv2(got.panoptic)
-        assert back.dtype == np.int32
-        np.testing.assert_array_equal(back, ids)
-        assert [(s.id, s.category_name, s.is_thing) for s in got.segments] == [
-            (7, "car", True), (2**20 + 3, "road", False)]
-        assert got.segments[0].bbox.width == 20
-        assert abs(got.segments[0].score - 0.93) < 1e-6
-    finally:
-        sub.unregister()
-        pub.unregister()
+    got = round_trip(rospy_node, "/harness/panoptic", PanopticSegmentation, sent)
+    assert got is not None, "no PanopticSegmentation came back through the master"
+    assert got.header.stamp == sent.header.stamp
+    assert got.header.frame_id == "camera_color_left"
+    assert got.panoptic.encoding == "32SC1"
+    back = CvBridge().imgmsg_to_cv2(got.panoptic)
+    assert back.dtype == np.int32
+    np.testing.assert_array_equal(back, ids)
+    assert [(s.id, s.category_name, s.is_thing) for s in got.segments] == [
+        (7, "car", True), (2**20 + 3, "road", False)]
+    assert got.segments[0].bbox.width == 20
+    assert abs(got.segments[0].score - 0.93) < 1e-6
 
 
 def test_rostopic_sees_message_type(ros_master, tmp_path):
