@@ -11,7 +11,7 @@ from panoptic_perception.model.panoptic_fpn import build_model
 from panoptic_perception.paths import CONFIG_DIR
 
 EXACT_KEYS = ("valid", "classes", "segment_map", "category_map", "segment_category", "segment_is_thing",
-              "segment_area", "segment_bbox", "segment_valid")
+              "segment_area", "segment_valid")
 
 
 def _export_and_compare(config, seed: int = 0) -> None:

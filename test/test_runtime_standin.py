@@ -48,7 +48,7 @@ class StandInPanoptic(nn.Module):
             "segment_map": segment_map, "category_map": category_map,
             "segment_category": seg_ids, "segment_is_thing": seg_ids >= 3,
             "segment_score": torch.ones(NUM_SEGMENTS), "segment_area": area,
-            "segment_bbox": torch.zeros(NUM_SEGMENTS, 4), "segment_valid": area > 0,
+            "segment_valid": area > 0,
         }
 
 
