@@ -49,6 +49,28 @@ def resolve_path(path: str | Path) -> Path:
     return SHARE_ROOT / path
 
 
+def fit_pad_size(height_px: int, width_px: int, input_h: int, input_w: int, shortest_edge_px: int = 0,
+                 max_size_px: int = 0) -> tuple:
+    """(h, w) an image is resized to before bottom/right padding to input_h x input_w.
+
+    With shortest_edge_px, detectron2's ResizeShortestEdge (shortest side to it, longest at most
+    max_size_px, rounded as detectron2 rounds); in any case capped so it fits the input.
+    """
+    if height_px <= 0 or width_px <= 0:
+        raise InputError(f"image is empty ({width_px}x{height_px})")
+    new_h, new_w = float(height_px), float(width_px)
+    if shortest_edge_px > 0:
+        scale = shortest_edge_px / min(height_px, width_px)
+        new_h, new_w = height_px * scale, width_px * scale
+        if max_size_px > 0 and max(new_h, new_w) > max_size_px:
+            shrink = max_size_px / max(new_h, new_w)
+            new_h, new_w = new_h * shrink, new_w * shrink
+    fit = min(input_h / new_h, input_w / new_w)
+    if fit < 1.0 or shortest_edge_px <= 0:
+        new_h, new_w = new_h * fit, new_w * fit
+    return (max(1, min(input_h, int(new_h + 0.5))), max(1, min(input_w, int(new_w + 0.5))))
+
+
 @dataclass
 class Segment:
     id: int
@@ -100,12 +122,22 @@ class Pipeline:
         self.label_space: LabelSpace = load_label_space(self.model_config.label_space)
         self.device = self.backend.device
         self.input_size = (self.model_config.input_width, self.model_config.input_height)
-        self.grid_config = load_grid_config(resolve_path(self.config.grid_config_path))
+        self.grid_config = load_grid_config(resolve_path(self.grid_config_path()))
         self._projector = None
         self._torch = torch
         thing = [c.is_thing for c in self.label_space.categories] + [False]
         self._is_thing_table = np.array(thing, dtype=bool)
         self._index_cache: Dict[tuple, tuple] = {}
+
+    def grid_config_path(self) -> str:
+        """The grid YAML to project with. Its class lists name classes of one label space, so in place of
+        the default (Cityscapes) file a model of another label space gets config/grid_<label space>.yaml."""
+        path = self.config.grid_config_path
+        if path == PipelineConfig.grid_config_path and self.label_space.name != "cityscapes":
+            own = CONFIG_DIR / f"grid_{self.label_space.name}.yaml"
+            if own.is_file():
+                return str(own)
+        return path
 
     def _apply_overrides(self, model_config: ModelConfig) -> ModelConfig:
         changes = {}
@@ -144,11 +176,54 @@ class Pipeline:
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0).float()
         w, h = self.input_size
+        if self.model_config.resize == "fit_pad":
+            return self._fit_pad(x, h, w)
         if x.shape[-2:] != (h, w):
             # antialias: downscaling KITTI 1242 -> 640 without it aliases thin poles and lane marks
             x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
                                                 antialias=True)
         return x.contiguous()
+
+    def _fit_pad(self, x, input_h: int, input_w: int):
+        """detectron2's test-time input: one scale for both axes, image top-left, pixel-mean padding."""
+        torch = self._torch
+        valid_h, valid_w = self.valid_size(int(x.shape[-2]), int(x.shape[-1]))
+        if (valid_h, valid_w) != tuple(x.shape[-2:]):
+            x = torch.nn.functional.interpolate(x, size=(valid_h, valid_w), mode="bilinear", align_corners=False,
+                                                antialias=True)
+            # detectron2 resizes the uint8 image (PIL): its network sees whole grey levels.
+            x = x.round_().clamp_(0, 255)
+        if (valid_h, valid_w) == (input_h, input_w):
+            return x.contiguous()
+        mean = self.model_config.pixel_mean
+        mean_rgb = tuple(reversed(mean)) if self.model_config.input_format == "BGR" else tuple(mean)
+        # Padding with the mean normalises to 0: detectron2 pads the normalised image with 0.
+        canvas = torch.tensor(mean_rgb, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+        canvas = canvas.expand(1, 3, input_h, input_w).clone()
+        canvas[:, :, :valid_h, :valid_w] = x
+        return canvas
+
+    def valid_size(self, height_px: int, width_px: int) -> tuple:
+        """(h, w) of the network input that an image of this size covers (the whole input for stretch)."""
+        w, h = self.input_size
+        if self.model_config.resize != "fit_pad":
+            return h, w
+        cfg = self.model_config
+        return fit_pad_size(height_px, width_px, h, w, cfg.resize_shortest_edge_px, cfg.resize_max_size_px)
+
+    def crop_outputs(self, outputs: Dict[str, object], height_px: int, width_px: int) -> Dict[str, object]:
+        """Network outputs cut to the image's region of the input (fit_pad): every map whose last two
+        dims are the input size, so postprocess and projection never see the padding."""
+        w, h = self.input_size
+        valid_h, valid_w = self.valid_size(height_px, width_px)
+        if (valid_h, valid_w) == (h, w):
+            return outputs
+        cropped = dict(outputs)
+        for key, value in outputs.items():
+            shape = getattr(value, "shape", ())
+            if len(shape) >= 2 and tuple(shape[-2:]) == (h, w):
+                cropped[key] = value[..., :valid_h, :valid_w]
+        return cropped
 
     def postprocess(self, outputs: Dict[str, object], height_px: int, width_px: int):
         """Network-size maps -> image-size maps and the measured segment table."""
@@ -220,6 +295,7 @@ class Pipeline:
         sync()
         t2 = time.perf_counter()
         height_px, width_px = rgb.shape[:2]
+        outputs = self.crop_outputs(outputs, height_px, width_px)
         segment_map, category_map, segments = self.postprocess(outputs, height_px, width_px)
         t3 = time.perf_counter()
         timings.update(preprocess_ms=(t1 - t0) * 1e3, network_ms=(t2 - t1) * 1e3,

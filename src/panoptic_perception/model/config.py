@@ -110,6 +110,15 @@ class ModelConfig:
     input_format: Literal["RGB", "BGR"] = "RGB"  # channel order the network's weights expect
     pixel_mean: Tuple[float, float, float] = (123.675, 116.28, 103.53)  # in input_format order
     pixel_std: Tuple[float, float, float] = (58.395, 57.12, 57.375)
+    # How a camera image becomes the static input. "stretch": scaled to input_width x input_height
+    # (aspect ratio changes; what the shipped models were trained with). "fit_pad": detectron2's
+    # rule - one scale factor, the image anchored top-left, the rest padded with the pixel mean
+    # (0 after normalisation, as detectron2 pads); outputs are cropped back to the image region.
+    resize: Literal["stretch", "fit_pad"] = "stretch"
+    # fit_pad only, 0 = off: detectron2's ResizeShortestEdge (shortest edge to this, longest at
+    # most resize_max_size_px), then capped to fit the static input.
+    resize_shortest_edge_px: int = 0
+    resize_max_size_px: int = 0
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     fpn: FPNConfig = field(default_factory=FPNConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)
@@ -123,6 +132,9 @@ class ModelConfig:
         for name, value in (("input_width", self.input_width), ("input_height", self.input_height)):
             if value <= 0 or value % 64:
                 raise ValueError(f"{name} must be a positive multiple of 64, got {value}")
+        if self.resize_shortest_edge_px < 0 or self.resize_max_size_px < 0:
+            raise ValueError(f"resize_shortest_edge_px and resize_max_size_px must be >= 0 (0 = off), got "
+                             f"{self.resize_shortest_edge_px} and {self.resize_max_size_px}")
 
 
 def load_model_config(path: str | Path) -> ModelConfig:
