@@ -1,0 +1,237 @@
+"""detectron2 Panoptic FPN weights <-> our checkpoints.
+
+detectron2 writes two formats: the model zoo's .pkl (a pickled dict {"model": {name: ndarray},
+"__author__": ...}; Caffe2-era files add "matching_heuristics") and training's .pth (a torch zip
+with {"model": state_dict, "optimizer": ..., ...} or a bare state_dict). Both are read without
+executing code: .pkl through `safe_pickle`, .pth through `torch.load(weights_only=True)`. The
+format is decided by the file's content, not its name.
+
+Our modules carry detectron2's names (backbone.bottom_up.*, backbone.fpn_*, proposal_generator.*,
+roi_heads.*, sem_seg_head.*), so the mapping is by name with one exception: detectron2's COCO
+semantic head predicts the merged "things" class at channel 0 and the stuff classes at 1..S,
+while our "stuff_plus_things" mode puts stuff first and things last; the predictor's output
+rows are rotated on import and back on export.
+
+Every checkpoint key must be consumed, every model tensor filled and every shape equal, or the
+import fails with one error listing all offenders. pixel_mean / pixel_std (persistent buffers
+in some detectron2 versions) are consumed into the model config instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+
+from panoptic_perception.errors import ConfigError, InputError, ModelFileError
+from panoptic_perception.labels import load_label_space
+from panoptic_perception.model.checkpoint import save_checkpoint
+from panoptic_perception.model.config import ModelConfig
+from panoptic_perception.model.safe_pickle import load_restricted
+
+SEM_SEG_PREDICTOR = "sem_seg_head.predictor"
+PIXEL_STAT_KEYS = ("pixel_mean", "pixel_std")
+_METADATA_KEYS = ("__author__", "matching_heuristics")
+_MAX_LISTED = 12
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def read_detectron2_checkpoint(path: str | Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+    """(name -> float array, info) from a detectron2 .pkl or .pth; ModelFileError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"detectron2 checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"detectron2 checkpoint {path} is empty")
+    if zipfile.is_zipfile(path):
+        payload, kind = _read_torch_file(path), "pth"
+    else:
+        payload, kind = load_restricted(path), "pkl"
+    if not isinstance(payload, Mapping):
+        raise ModelFileError(f"{path} holds a {type(payload).__name__}, not a detectron2 checkpoint dict")
+    model = payload.get("model", payload)
+    if not isinstance(model, Mapping) or not model:
+        raise ModelFileError(f"{path}: 'model' is not a non-empty mapping of names to arrays")
+    arrays: Dict[str, np.ndarray] = {}
+    bad: List[str] = []
+    for name, value in model.items():
+        if name in _METADATA_KEYS and model is payload:
+            continue
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        if not isinstance(name, str) or not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+            bad.append(f"{name!r} ({type(value).__name__})")
+            continue
+        arrays[name] = value
+    if bad:
+        raise ModelFileError(f"{path}: entries that are not named numeric arrays: {_listing(bad)}")
+    author = payload.get("__author__")
+    info = {"format": kind, "file": path.name, "author": author if isinstance(author, str) else None,
+            "num_arrays": len(arrays)}
+    return arrays, info
+
+
+def _read_torch_file(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged / code-carrying files
+        first = str(exc).strip().splitlines()
+        reason = next((ln for ln in first if "GLOBAL" in ln), first[0] if first else type(exc).__name__)
+        raise ModelFileError(f"{path} could not be read as a torch checkpoint without running code: "
+                             f"{reason}") from exc
+
+
+# ----------------------------------------------------------------------------------- mapping
+
+
+def _sem_seg_permutation(config: ModelConfig, num_rows: int) -> Optional[np.ndarray]:
+    """Row order that turns detectron2's predictor rows into ours (None: identity)."""
+    if config.semantic_head.mode != "stuff_plus_things":
+        return None
+    # detectron2: [things, stuff_1..stuff_S]; ours: [stuff_1..stuff_S, things].
+    return np.concatenate([np.arange(1, num_rows), [0]])
+
+
+def _expected_sem_rows(config: ModelConfig) -> int:
+    labels = load_label_space(config.label_space)
+    if config.semantic_head.mode == "stuff_plus_things":
+        return len(labels.stuff_ids) + 1
+    return labels.num_classes
+
+
+def _listing(items: List[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f" ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
+
+
+def _check_pixel_stats(arrays: Mapping[str, np.ndarray]) -> List[str]:
+    return [f"{k} {tuple(arrays[k].shape)} (expected 3 values)"
+            for k in PIXEL_STAT_KEYS if k in arrays and arrays[k].size != 3]
+
+
+def config_with_pixel_stats(config: ModelConfig, arrays: Mapping[str, np.ndarray]) -> ModelConfig:
+    """The config with pixel_mean / pixel_std taken from the checkpoint when it carries them."""
+    changes = {k: tuple(float(v) for v in arrays[k].reshape(-1)) for k in PIXEL_STAT_KEYS
+               if k in arrays and arrays[k].size == 3}
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def detectron2_to_state_dict(arrays: Mapping[str, np.ndarray], config: ModelConfig,
+                             source: str = "checkpoint") -> Dict[str, torch.Tensor]:
+    """Map detectron2 arrays onto the state_dict of the model `config` builds; strict.
+
+    ModelFileError lists every unconsumed checkpoint key, unfilled model tensor and shape mismatch.
+    """
+    from panoptic_perception.model.panoptic_fpn import build_model
+
+    own = build_model(config).state_dict()
+    unconsumed = sorted(k for k in arrays if k not in own and k not in PIXEL_STAT_KEYS)
+    unfilled = sorted(k for k in own if k not in arrays)
+    mismatched = [f"{k} {tuple(arrays[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in own if k in arrays and tuple(arrays[k].shape) != tuple(own[k].shape)]
+    mismatched += _check_pixel_stats(arrays)
+    sem_rows = _expected_sem_rows(config)
+    predictor = f"{SEM_SEG_PREDICTOR}.weight"
+    if predictor in arrays and arrays[predictor].shape[0] != sem_rows and not mismatched:
+        mismatched.append(f"{predictor} has {arrays[predictor].shape[0]} classes; label space "
+                          f"{config.label_space} in mode {config.semantic_head.mode} needs {sem_rows}")
+    problems = []
+    for label, items in (("checkpoint keys not consumed", unconsumed), ("model tensors not filled", unfilled),
+                         ("shape mismatches", mismatched)):
+        if items:
+            problems.append(f"{label} ({len(items)}): {_listing(items)}")
+    if problems:
+        raise ModelFileError(f"detectron2 weights from {source} do not fit model config "
+                             f"({config.backbone.name}, label space {config.label_space}): " + "; ".join(problems))
+    state_dict: Dict[str, torch.Tensor] = {}
+    for name, reference in own.items():
+        value = np.asarray(arrays[name])
+        if name.startswith(SEM_SEG_PREDICTOR + "."):
+            order = _sem_seg_permutation(config, value.shape[0])
+            if order is not None:
+                value = value[order]
+        state_dict[name] = torch.from_numpy(np.ascontiguousarray(value)).to(reference.dtype)
+    return state_dict
+
+
+def export_detectron2_state_dict(state_dict: Mapping[str, torch.Tensor], config: ModelConfig
+                                 ) -> Dict[str, np.ndarray]:
+    """Our state_dict -> detectron2's names and layouts (the inverse of `detectron2_to_state_dict`).
+
+    pixel statistics are not written: they live in the config, as in the model zoo's files.
+    """
+    arrays: Dict[str, np.ndarray] = {}
+    for name, tensor in state_dict.items():
+        value = tensor.detach().cpu().numpy()
+        if name.startswith(SEM_SEG_PREDICTOR + "."):
+            order = _sem_seg_permutation(config, value.shape[0])
+            if order is not None:
+                value = value[np.argsort(order)]
+        arrays[name] = np.ascontiguousarray(value)
+    return arrays
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+@dataclasses.dataclass
+class ImportResult:
+    out_path: Path
+    config: ModelConfig
+    num_arrays: int
+    sha256: str
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def import_detectron2(checkpoint: str | Path, out_path: str | Path, config: ModelConfig,
+                      url: Optional[str] = None) -> ImportResult:
+    """Read a detectron2 checkpoint, map it onto `config`'s model and write our checkpoint."""
+    checkpoint = Path(checkpoint)
+    arrays, info = read_detectron2_checkpoint(checkpoint)
+    config = config_with_pixel_stats(config, arrays)
+    state_dict = detectron2_to_state_dict(arrays, config, source=str(checkpoint))
+    digest = sha256_of(checkpoint)
+    meta = {"source": "detectron2", "source_file": info["file"], "source_format": info["format"],
+            "source_author": info["author"], "source_sha256": digest, "source_url": url,
+            "num_arrays": info["num_arrays"]}
+    out_path = save_checkpoint(out_path, state_dict, config, meta)
+    return ImportResult(Path(out_path), config, info["num_arrays"], digest)
+
+
+def download(url: str, directory: Path, timeout_s: float = 60.0) -> Path:
+    """Fetch url into a new file in `directory` (kept only when complete); InputError naming the URL."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https", "file"):
+        raise ConfigError(f"--url must be an http(s):// or file:// URL, got {url!r}")
+    name = Path(urllib.parse.unquote(parsed.path)).name or "checkpoint"
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(url, timeout=timeout_s) as response:
+            shutil.copyfileobj(response, handle, 1 << 20)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        os.unlink(tmp_name)
+        reason = getattr(exc, "reason", None) or exc
+        raise InputError(f"could not download {url}: {reason}") from exc
+    target = directory / name
+    os.replace(tmp_name, target)
+    return target
