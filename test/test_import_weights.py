@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from panoptic_perception.labels import load_label_space
 from panoptic_perception.model.checkpoint import load_checkpoint
 from panoptic_perception.model.config import load_model_config
 from panoptic_perception.model.detectron2_import import (
+    CELL_ANCHORS,
     detectron2_to_state_dict,
     export_detectron2_state_dict,
     import_detectron2,
@@ -38,12 +40,26 @@ def manifest_entries() -> list:
     return [(name, tuple(shape)) for name, shape in json.loads(MANIFEST.read_text())["arrays"]]
 
 
+def d2_cell_anchors(size_px: float, aspect_ratios=(0.5, 1.0, 2.0)) -> np.ndarray:
+    """detectron2's DefaultAnchorGenerator.generate_cell_anchors for one size, as float32 [A, 4]."""
+    rows = []
+    for ratio in aspect_ratios:
+        w = math.sqrt(size_px ** 2 / ratio)
+        h = ratio * w
+        rows.append([-w / 2.0, -h / 2.0, w / 2.0, h / 2.0])
+    return np.array(rows, dtype=np.float32)
+
+
 def fake_detectron2_arrays(seed: int = 0) -> dict:
     """Random float32 arrays with the manifest's names and shapes, scaled like trained weights so a
-    forward pass through 50 layers stays finite (FrozenBN variances positive)."""
+    forward pass through 50 layers stays finite (FrozenBN variances positive); the anchor buffers
+    hold detectron2's anchors for sizes 32..512."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for name, shape in manifest_entries():
+        if name.startswith(CELL_ANCHORS):
+            arrays[name] = d2_cell_anchors(32 * 2 ** int(name.rsplit(".", 1)[1]))
+            continue
         if name.endswith("running_var"):
             value = rng.uniform(0.5, 1.5, shape)
         elif name.endswith("norm.weight"):
@@ -80,15 +96,16 @@ def imported(tmp_path_factory, d2_arrays, d2_config):
     pkl = write_model_zoo_pkl(root / "model_final_c10459.pkl", d2_arrays)
     out = root / "panoptic_fpn_r50_coco.pt"
     result = import_detectron2(pkl, out, d2_config)
-    assert result.num_arrays == 330
+    assert result.num_arrays == 335
     return pkl, out
 
 
 def test_manifest_is_the_model_zoo_layout():
     entries = manifest_entries()
     names = [n for n, _ in entries]
-    assert len(entries) == 330 == len(set(names))
+    assert len(entries) == 335 == len(set(names))
     by_name = dict(entries)
+    assert [n for n in names if n.startswith(CELL_ANCHORS)] == [f"{CELL_ANCHORS}{i}" for i in range(5)]
     assert by_name["roi_heads.box_predictor.cls_score.weight"] == (81, 1024)  # 80 things + background
     assert by_name["roi_heads.box_predictor.bbox_pred.weight"] == (320, 1024)  # class-specific
     assert by_name["roi_heads.mask_head.predictor.weight"] == (80, 256, 1, 1)
@@ -100,18 +117,19 @@ def test_manifest_is_the_model_zoo_layout():
 
 def test_model_has_exactly_the_manifest_layout(d2_config):
     own = {k: tuple(v.shape) for k, v in build_model(d2_config).state_dict().items()}
-    assert own == dict(manifest_entries())
+    weights = {n: s for n, s in manifest_entries() if not n.startswith(CELL_ANCHORS)}
+    assert own == weights  # anchors are derived from the config, not stored
 
 
 def test_import_consumes_every_key_and_fills_every_tensor(imported, d2_arrays, d2_config):
     _, out = imported
     state_dict, config, meta = load_checkpoint(out)
     assert config == d2_config  # the checkpoint carries its config: it loads with no other flag
-    assert set(state_dict) == set(d2_arrays)
-    assert meta["source"] == "detectron2" and meta["num_arrays"] == 330
+    assert set(state_dict) == {k for k in d2_arrays if not k.startswith(CELL_ANCHORS)}
+    assert meta["source"] == "detectron2" and meta["num_arrays"] == 335
     assert meta["source_file"] == "model_final_c10459.pkl" and meta["source_author"] == "Detectron2 Model Zoo"
     for name, value in d2_arrays.items():
-        if not name.startswith("sem_seg_head.predictor"):
+        if not name.startswith(("sem_seg_head.predictor", CELL_ANCHORS)):
             assert torch.equal(state_dict[name], torch.from_numpy(value)), name
     build_eval_model(config, state_dict, str(out))  # strict load
 
@@ -199,6 +217,22 @@ def test_wrong_shape_is_listed(d2_arrays, d2_config):
     message = _mapping_error(arrays, d2_config)
     assert "shape mismatches (2)" in message
     assert "roi_heads.box_predictor.cls_score.weight (9, 1024) vs model (81, 1024)" in message
+
+
+def test_checkpoint_anchors_must_match_the_config(d2_arrays, d2_config):
+    arrays = dict(d2_arrays)
+    arrays[f"{CELL_ANCHORS}0"] = d2_cell_anchors(16)
+    assert f"{CELL_ANCHORS}0 holds other anchors" in _mapping_error(arrays, d2_config)
+    arrays = dict(d2_arrays)
+    arrays[f"{CELL_ANCHORS}5"] = d2_cell_anchors(1024)
+    assert f"not consumed (1): {CELL_ANCHORS}5" in _mapping_error(arrays, d2_config)
+
+
+def test_files_without_anchor_buffers_import(d2_arrays, d2_config):
+    # later detectron2 versions do not save the anchors: they are optional
+    arrays = {k: v for k, v in d2_arrays.items() if not k.startswith(CELL_ANCHORS)}
+    state_dict = detectron2_to_state_dict(arrays, d2_config)
+    assert len(state_dict) == 330
 
 
 def test_code_carrying_pkl_is_refused(tmp_path, d2_config):

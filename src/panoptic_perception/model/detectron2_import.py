@@ -13,8 +13,11 @@ while our "stuff_plus_things" mode puts stuff first and things last; the predict
 rows are rotated on import and back on export.
 
 Every checkpoint key must be consumed, every model tensor filled and every shape equal, or the
-import fails with one error listing all offenders. pixel_mean / pixel_std (persistent buffers
-in some detectron2 versions) are consumed into the model config instead.
+import fails with one error listing all offenders. Two kinds of detectron2 buffers are not
+weights: pixel_mean / pixel_std (persistent in some versions) are consumed into the model
+config; the RPN's cell anchors (`proposal_generator.anchor_generator.cell_anchors.{i}`, persistent
+in the detectron2 that trained the model zoo, so its files carry them) are consumed by checking
+that they equal the anchors our config generates - anchors of other sizes mean another config.
 """
 from __future__ import annotations
 
@@ -40,6 +43,8 @@ from panoptic_perception.model.config import ModelConfig
 from panoptic_perception.model.safe_pickle import load_restricted
 
 SEM_SEG_PREDICTOR = "sem_seg_head.predictor"
+CELL_ANCHORS = "proposal_generator.anchor_generator.cell_anchors."
+_ANCHOR_TOLERANCE_PX = 1e-3
 PIXEL_STAT_KEYS = ("pixel_mean", "pixel_std")
 _METADATA_KEYS = ("__author__", "matching_heuristics")
 _MAX_LISTED = 12
@@ -121,6 +126,31 @@ def _check_pixel_stats(arrays: Mapping[str, np.ndarray]) -> List[str]:
             for k in PIXEL_STAT_KEYS if k in arrays and arrays[k].size != 3]
 
 
+def expected_cell_anchors(config: ModelConfig) -> Dict[str, np.ndarray]:
+    """detectron2's cell-anchor buffers for config.rpn: one [A, 4] array per FPN level."""
+    from panoptic_perception.model.anchors import cell_anchors
+
+    return {f"{CELL_ANCHORS}{level}": cell_anchors(size, config.rpn.aspect_ratios).numpy()
+            for level, size in enumerate(config.rpn.anchor_sizes)}
+
+
+def _check_cell_anchors(arrays: Mapping[str, np.ndarray], config: ModelConfig
+                        ) -> Tuple[List[str], List[str]]:
+    """(unconsumed anchor keys, mismatches) of the checkpoint's cell anchors against config.rpn."""
+    expected = expected_cell_anchors(config)
+    unconsumed, mismatched = [], []
+    for name in sorted(k for k in arrays if k.startswith(CELL_ANCHORS)):
+        want = expected.get(name)
+        if want is None:
+            unconsumed.append(name)
+        elif arrays[name].shape != want.shape:
+            mismatched.append(f"{name} {tuple(arrays[name].shape)} vs config {tuple(want.shape)}")
+        elif not np.allclose(arrays[name], want, rtol=0.0, atol=_ANCHOR_TOLERANCE_PX):
+            mismatched.append(f"{name} holds other anchors than config rpn.anchor_sizes "
+                              f"{list(config.rpn.anchor_sizes)} / aspect_ratios {list(config.rpn.aspect_ratios)}")
+    return unconsumed, mismatched
+
+
 def config_with_pixel_stats(config: ModelConfig, arrays: Mapping[str, np.ndarray]) -> ModelConfig:
     """The config with pixel_mean / pixel_std taken from the checkpoint when it carries them."""
     changes = {k: tuple(float(v) for v in arrays[k].reshape(-1)) for k in PIXEL_STAT_KEYS
@@ -137,11 +167,13 @@ def detectron2_to_state_dict(arrays: Mapping[str, np.ndarray], config: ModelConf
     from panoptic_perception.model.panoptic_fpn import build_model
 
     own = build_model(config).state_dict()
-    unconsumed = sorted(k for k in arrays if k not in own and k not in PIXEL_STAT_KEYS)
+    anchor_unconsumed, anchor_mismatched = _check_cell_anchors(arrays, config)
+    unconsumed = sorted(k for k in arrays if k not in own and k not in PIXEL_STAT_KEYS
+                        and not k.startswith(CELL_ANCHORS)) + anchor_unconsumed
     unfilled = sorted(k for k in own if k not in arrays)
     mismatched = [f"{k} {tuple(arrays[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in own if k in arrays and tuple(arrays[k].shape) != tuple(own[k].shape)]
-    mismatched += _check_pixel_stats(arrays)
+    mismatched += _check_pixel_stats(arrays) + anchor_mismatched
     sem_rows = _expected_sem_rows(config)
     predictor = f"{SEM_SEG_PREDICTOR}.weight"
     if predictor in arrays and arrays[predictor].shape[0] != sem_rows and not mismatched:
@@ -168,11 +200,12 @@ def detectron2_to_state_dict(arrays: Mapping[str, np.ndarray], config: ModelConf
 
 def export_detectron2_state_dict(state_dict: Mapping[str, torch.Tensor], config: ModelConfig
                                  ) -> Dict[str, np.ndarray]:
-    """Our state_dict -> detectron2's names and layouts (the inverse of `detectron2_to_state_dict`).
+    """Our state_dict -> detectron2's names and layouts (the inverse of `detectron2_to_state_dict`),
+    with the cell anchors of config.rpn, as the model zoo's files hold them.
 
     pixel statistics are not written: they live in the config, as in the model zoo's files.
     """
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: Dict[str, np.ndarray] = dict(expected_cell_anchors(config))
     for name, tensor in state_dict.items():
         value = tensor.detach().cpu().numpy()
         if name.startswith(SEM_SEG_PREDICTOR + "."):
