@@ -129,3 +129,20 @@ def test_head_export_equals_eager():
             torch.tensor([1, 2, 0]))
     program = torch.export.export(head, args)
     torch.testing.assert_close(program.module()(*args), head(*args))
+
+
+def test_used_classes_only_gives_the_same_logits_and_gradients():
+    head = random_head(7)
+    gen = torch.Generator().manual_seed(8)
+    masks = torch.rand(3, H, W, generator=gen)
+    sem = torch.softmax(torch.randn(1, 5, H, W, generator=gen), dim=1)
+    things = torch.tensor([2, 0, 2])  # class 1 absent
+    full = head.forward_logits(masks, sem, things)
+    full.square().sum().backward()
+    want = [p.grad.clone() for p in head.parameters()]
+    head.zero_grad()
+    used = head.forward_logits(masks, sem, things, used_classes_only=True)
+    used.square().sum().backward()
+    torch.testing.assert_close(used, full)
+    for got, expected in zip((p.grad for p in head.parameters()), want):
+        torch.testing.assert_close(got, expected)

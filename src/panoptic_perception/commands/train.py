@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "train the network (CPU or CUDA with AMP): checkpoints, resume, CSV/TensorBoard logs, periodic PQ"
+HELP = ("train the network, or seed 000's conv panoptic head on a trained one (CPU or CUDA with AMP): "
+        "checkpoints, resume, CSV/TensorBoard logs, periodic PQ")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         changes["schedule"] = dataclasses.replace(config.schedule, iterations=args.iterations)
     config = dataclasses.replace(config, **changes)
     trainer = Trainer(config, resume=args.resume)
-    print(f"train: {len(trainer.train_set)} frames, model {trainer.model_config.backbone.name} "
+    stage = "" if config.stage == "network" else f"stage {config.stage} (network frozen), "
+    print(f"train: {stage}{len(trainer.train_set)} frames, model {trainer.model_config.backbone.name} "
           f"{trainer.model_config.input_width}x{trainer.model_config.input_height}, device {trainer.device}, "
           f"from iteration {trainer.iteration} to {config.schedule.iterations}")
     trainer.train(progress=not args.no_progress)

@@ -16,6 +16,8 @@ at 0.5 (sigmoid(8 * (p - 0.5))), so conv_head fusion without trained weights beh
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +25,8 @@ from torch import nn
 from panoptic_perception.errors import InputError
 
 _INIT_GAIN = 8.0
+# Where PanopticModel keeps the head's weights (fusion.conv_head); only conv_head checkpoints have them.
+STATE_PREFIX = "fusion.conv_head."
 
 
 class ConvPanopticHead(nn.Module):
@@ -60,8 +64,13 @@ class ConvPanopticHead(nn.Module):
             self.reduce_bias.fill_(-0.5 * _INIT_GAIN)
 
     def forward_logits(self, mask_probs: torch.Tensor, semantic_probs: torch.Tensor,
-                       thing_index: torch.Tensor) -> torch.Tensor:
-        """mask_probs [D, H, W], semantic_probs [1, C, H, W], thing_index [D] (0..T-1) -> logits [D, H, W]."""
+                       thing_index: torch.Tensor, used_classes_only: bool = False) -> torch.Tensor:
+        """mask_probs [D, H, W], semantic_probs [1, C, H, W], thing_index [D] (0..T-1) -> logits [D, H, W].
+
+        used_classes_only computes the semantic term only for the classes in thing_index (same
+        result; a data-dependent shape, so for training, where it saves most of the head's time,
+        not for the exported graph).
+        """
         num, height, width = (int(s) for s in mask_probs.shape)
         if semantic_probs.dim() == 3:
             semantic_probs = semantic_probs[None]
@@ -76,21 +85,27 @@ class ConvPanopticHead(nn.Module):
         index = thing_index.clamp(min=0, max=classes - 1).to(torch.int64)
         dtype = mask_probs.dtype
 
+        if used_classes_only:
+            used, sem_row = torch.unique(index, return_inverse=True)
+        else:
+            used, sem_row = torch.arange(classes, device=index.device), index
+        num_used = int(used.shape[0])
+
         # Semantic term, once per thing class: depthwise conv of the C planes with that class's kernels.
-        sem = semantic_probs.to(dtype).repeat(1, classes, 1, 1)  # [1, T*C, H, W]
-        sem_weight = self.depthwise_weight[:, 1:].reshape(classes * sem_channels, 1, self.kernel_size,
-                                                          self.kernel_size)
-        sem_feat = F.conv2d(sem, sem_weight.to(dtype), self.depthwise_bias[:, 1:].reshape(-1).to(dtype),
-                            padding=pad, groups=classes * sem_channels)
-        sem_feat = F.relu(sem_feat).reshape(classes, sem_channels, height, width)
-        sem_term = (sem_feat * self.reduce_weight[:, 1:, None, None].to(dtype)).sum(dim=1)  # [T, H, W]
+        sem = semantic_probs.to(dtype).repeat(1, num_used, 1, 1)  # [1, T*C, H, W]
+        sem_weight = self.depthwise_weight[used, 1:].reshape(num_used * sem_channels, 1, self.kernel_size,
+                                                             self.kernel_size)
+        sem_feat = F.conv2d(sem, sem_weight.to(dtype), self.depthwise_bias[used, 1:].reshape(-1).to(dtype),
+                            padding=pad, groups=num_used * sem_channels)
+        sem_feat = F.relu(sem_feat).reshape(num_used, sem_channels, height, width)
+        sem_term = (sem_feat * self.reduce_weight[used, 1:, None, None].to(dtype)).sum(dim=1)  # [T, H, W]
 
         # Mask term: each instance's own plane through its class's depthwise kernel.
         mask_weight = self.depthwise_weight[index, 0][:, None]  # [D, 1, k, k]
         mask_feat = F.conv2d(mask_probs[None], mask_weight.to(dtype), self.depthwise_bias[index, 0].to(dtype),
                              padding=pad, groups=num)[0]
         mask_term = F.relu(mask_feat) * self.reduce_weight[index, 0][:, None, None].to(dtype)
-        return sem_term[index] + mask_term + self.reduce_bias[index][:, None, None].to(dtype)
+        return sem_term[sem_row] + mask_term + self.reduce_bias[index][:, None, None].to(dtype)
 
     def forward(self, mask_probs: torch.Tensor, semantic_probs: torch.Tensor,
                 thing_index: torch.Tensor) -> torch.Tensor:
@@ -98,14 +113,16 @@ class ConvPanopticHead(nn.Module):
         return torch.sigmoid(self.forward_logits(mask_probs, semantic_probs, thing_index))
 
 
-def conv_head_loss(logits: torch.Tensor, gt_masks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def conv_head_loss(logits: torch.Tensor, gt_masks: torch.Tensor, valid: torch.Tensor,
+                   pixel_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean per-pixel BCE of refined-mask logits [D, H, W] against GT instance masks, over valid rows.
 
-    Rows with valid=False (padding, detections without a matched GT instance) contribute nothing;
-    with no valid row the loss is a zero that still carries the graph.
+    Rows with valid=False (padding, detections left out of training) contribute nothing;
+    pixel_weight ([H, W] or [D, H, W], e.g. 0 on void pixels) weights each pixel. The mean is over
+    the weighted pixels of the valid rows; with none the loss is a zero that still carries the graph.
     """
     per_pixel = F.binary_cross_entropy_with_logits(logits, gt_masks.to(logits.dtype), reduction="none")
-    weight = valid.to(logits.dtype)[:, None, None]
-    pixels = per_pixel[0].numel() if per_pixel.dim() == 3 and per_pixel.shape[0] > 0 else 1
-    total = (per_pixel * weight).sum()
-    return total / (weight.sum() * pixels).clamp(min=1.0)
+    weight = valid.to(logits.dtype)[:, None, None].expand_as(per_pixel)
+    if pixel_weight is not None:
+        weight = weight * pixel_weight.to(logits.dtype)
+    return (per_pixel * weight).sum() / weight.sum().clamp(min=1.0)

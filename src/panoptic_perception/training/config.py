@@ -13,6 +13,9 @@ from panoptic_perception.data.datasets import DatasetConfig
 @dataclass
 class ScheduleConfig:
     # JSIS-Net / detectron2 style: SGD with momentum 0.9, linear warm-up, step decays.
+    # "adam" suits the panoptic head stage: a few hundred parameters whose gradients differ by
+    # orders of magnitude (the semantic weights start at zero), where one SGD rate fits none.
+    optimizer: Literal["sgd", "adam"] = "sgd"
     iterations: int = 20000
     base_lr: float = 0.02
     momentum: float = 0.9
@@ -33,9 +36,33 @@ class ScheduleConfig:
 
 
 @dataclass
+class PanopticHeadTrainConfig:
+    """Stage panoptic_head: which detections train seed 000's conv head and what each should become."""
+    # Detections the fusion would use (None: the model's fusion.instance_score_threshold), so the
+    # head learns on the inputs it refines at inference.
+    min_score: Optional[float] = None
+    # A detection's target is the GT instance of its class that its binarised mask overlaps with
+    # IoU > match_iou, matched one-to-one by descending score (PQ's matching rule).
+    match_iou: float = 0.5
+    # Unmatched detections (false positives, duplicates): "background" trains them towards an
+    # empty mask (the fusion then drops them); "ignore" leaves them out of the loss.
+    unmatched: Literal["background", "ignore"] = "background"
+
+    def __post_init__(self) -> None:
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"panoptic_head.min_score must be in [0, 1], got {self.min_score}")
+        if not 0.0 <= self.match_iou < 1.0:
+            raise ValueError(f"panoptic_head.match_iou must be in [0, 1), got {self.match_iou}")
+
+
+@dataclass
 class TrainConfig:
     model_config: str = "config/model_resnet18.yaml"  # relative paths resolve against the package root
     init_from: Optional[str] = None  # checkpoint whose weights start the run (same architecture)
+    # "network": train Panoptic FPN end to end. "panoptic_head": seed 000's order - train only the
+    # conv panoptic head (fusion.mode becomes conv_head) on the init_from network, frozen in eval mode.
+    stage: Literal["network", "panoptic_head"] = "network"
+    panoptic_head: PanopticHeadTrainConfig = field(default_factory=PanopticHeadTrainConfig)
     train_data: DatasetConfig = field(default_factory=lambda: DatasetConfig(root="data/synth_train"))
     val_data: Optional[DatasetConfig] = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -58,6 +85,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.num_workers < 0 or self.eval_frames < 0:
             raise ValueError("num_workers and eval_frames must be >= 0")
+        if self.stage == "panoptic_head" and not self.init_from:
+            raise ValueError("stage panoptic_head trains on top of a trained network: set init_from")
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

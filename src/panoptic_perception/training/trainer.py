@@ -21,6 +21,12 @@ from panoptic_perception.model.panoptic_fpn import build_model
 from panoptic_perception.pipeline import resolve_path
 from panoptic_perception.training.config import ScheduleConfig, TrainConfig
 from panoptic_perception.training.data import PassSampler, TrainingSamples, collate
+from panoptic_perception.training.panoptic_head import (
+    freeze_all_but_head,
+    panoptic_head_losses,
+    start_state,
+    with_conv_head,
+)
 
 LOG = logging.getLogger("panoptic_perception.train")
 LAST_CHECKPOINT = "last.pt"
@@ -53,12 +59,21 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.device = _device(config.device)
         self.model_config = model_config or load_model_config(resolve_path(config.model_config))
+        self.head_stage = config.stage == "panoptic_head"
+        if self.head_stage:
+            # The checkpoint this stage writes carries fusion.mode conv_head with the head's weights,
+            # so eval / predict / the node load it with no other setting.
+            self.model_config = with_conv_head(self.model_config)
         self.label_space = load_label_space(self.model_config.label_space)
         torch.manual_seed(config.seed)
         self.model = build_model(self.model_config, self.label_space).to(self.device)
         if config.init_from:
             state, _, _ = load_checkpoint(resolve_path(config.init_from))
+            if self.head_stage:
+                state = start_state(self.model, state)
             apply_state_dict(self.model, state, config.init_from)
+        if self.head_stage:
+            freeze_all_but_head(self.model)
         self.optimizer = self._optimizer()
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -78,9 +93,10 @@ class Trainer:
             # norm scales/shifts and biases are not weight-decayed (detectron2's default)
             (no_decay if param.ndim <= 1 else decay).append(param)
         s = self.config.schedule
-        return torch.optim.SGD([{"params": decay, "weight_decay": s.weight_decay},
-                                {"params": no_decay, "weight_decay": 0.0}],
-                               lr=s.base_lr, momentum=s.momentum)
+        groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if s.optimizer == "adam":
+            return torch.optim.Adam(groups, lr=s.base_lr)
+        return torch.optim.SGD(groups, lr=s.base_lr, momentum=s.momentum)
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -168,6 +184,19 @@ class Trainer:
                 if key != "iteration":
                     self._writer.add_scalar(key, value, int(row["iteration"]))
 
+    def _train_mode(self) -> None:
+        # The head stage keeps the frozen network in eval mode: BatchNorm statistics stay fixed and
+        # the RPN / RoI heads produce inference-time detections, the head's real inputs.
+        if self.head_stage:
+            self.model.eval()
+        else:
+            self.model.train()
+
+    def _losses(self, images: torch.Tensor, targets) -> Dict[str, torch.Tensor]:
+        if self.head_stage:
+            return panoptic_head_losses(self.model, images, targets, self.config.panoptic_head)
+        return self.model(images, targets)
+
     def train(self, iterations: Optional[int] = None, progress: bool = True) -> List[Dict[str, float]]:
         """Run until schedule.iterations (or `iterations` more); returns the logged rows."""
         from tqdm import tqdm
@@ -177,7 +206,7 @@ class Trainer:
         rows: List[Dict[str, float]] = []
         if self.iteration >= stop:
             return rows
-        self.model.train()
+        self._train_mode()
         batches = iter(self._loader())
         bar = tqdm(total=stop, initial=self.iteration, disable=not progress, unit="it", dynamic_ncols=True)
         window: Dict[str, float] = {}
@@ -190,7 +219,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = s.base_lr * lr_factor(self.iteration, s)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                losses = self.model(images, targets)
+                losses = self._losses(images, targets)
             total = sum(losses.values())
             if not torch.isfinite(total):
                 raise FloatingPointError(f"loss is {total.item()} at iteration {self.iteration}: "
@@ -208,7 +237,7 @@ class Trainer:
                 window[key] = window.get(key, 0.0) + float(value.detach())
             window["loss"] = window.get("loss", 0.0) + float(total.detach())
             bar.update(1)
-            bar.set_postfix(loss=f"{float(total):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}")
+            bar.set_postfix(loss=f"{float(total.detach()):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}")
             if self.iteration % self.config.log_every == 0 or self.iteration == stop:
                 elapsed = time.perf_counter() - window_start
                 row = {"iteration": self.iteration, "lr": self.optimizer.param_groups[0]["lr"],
@@ -221,7 +250,7 @@ class Trainer:
                 self.save()
             if self.iteration % self.config.eval_every == 0 or self.iteration == stop:
                 metrics = self.evaluate()
-                self.model.train()
+                self._train_mode()
                 if metrics:
                     bar.write(f"iteration {self.iteration}: " + ", ".join(f"{k} {v:.1f}" for k, v in
                                                                           metrics.items()))
