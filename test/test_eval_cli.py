@@ -109,3 +109,105 @@ def test_size_mismatch_is_named(dataset):
     Image.open(png).crop((0, 0, 100, 60)).save(png)
     with pytest.raises(InputError, match=r"f3.png is 100x60"):
         evaluate_dirs(gt_json, gt_dir, pred_json, pred_dir)
+
+
+# -- eval --model --compare-fusion: seed 000's Table 1 (per class) for several fusions of one checkpoint --
+
+
+@pytest.fixture(scope="module")
+def drives(tmp_path_factory):
+    from panoptic_perception.data.synth import small_config
+    from panoptic_perception.data.synth.writer import DriveWriter
+
+    root = tmp_path_factory.mktemp("synth_eval")
+    DriveWriter(root, small_config(256, 128), seed=21).write(2)
+    return root
+
+
+LOW_SCORE = 0.05
+
+
+@pytest.fixture(scope="module")
+def head_model(tiny_model, tmp_path_factory):
+    """The tiny network with a conv head whose weights are not the initial sharpening (fusion.mode conv_head)."""
+    import dataclasses
+
+    import torch
+
+    from panoptic_perception.model.checkpoint import load_checkpoint, save_checkpoint
+    from panoptic_perception.model.panoptic_fpn import build_model
+    from panoptic_perception.model.panoptic_head import STATE_PREFIX
+
+    state, config, _ = load_checkpoint(tiny_model)
+    # a random network scores every class near 1/9: a low threshold lets its detections into the fusion
+    config = dataclasses.replace(config, fusion=dataclasses.replace(config.fusion, mode="conv_head",
+                                                                    instance_score_threshold=LOW_SCORE))
+    head = build_model(config).fusion.conv_head
+    with torch.no_grad():
+        head.reduce_bias.fill_(-1.0)  # a lower threshold than 0.5: refined masks differ from jsis's
+    state = {**state, **{STATE_PREFIX + k: v for k, v in head.state_dict().items()}}
+    path = tmp_path_factory.mktemp("head") / "head.pt"
+    save_checkpoint(path, state, config, {"note": "tests only"})
+    return path
+
+
+def _model_eval(model, drives, *extra, max_frames="2"):
+    return ["eval", "--model", str(model), "--data", str(drives), "--max-frames", max_frames, *extra]
+
+
+def _pipeline_eval(model, drives, **fusion_overrides) -> dict:
+    import dataclasses
+
+    from panoptic_perception.data.datasets import DatasetConfig, build_dataset
+    from panoptic_perception.eval.report import result_to_dict
+    from panoptic_perception.eval.run import evaluate_pipeline
+    from panoptic_perception.pipeline import Pipeline, PipelineConfig, load_pipeline_config
+
+    runtime = dataclasses.replace(load_pipeline_config().runtime, backend="torch", precision="fp32",
+                                  warmup_frames=0)
+    pipeline = Pipeline(PipelineConfig(model_path=str(model), runtime=runtime, project_grid=False,
+                                       fusion_overrides=fusion_overrides))
+    dataset = build_dataset(DatasetConfig(root=str(drives)))
+    return json.loads(json.dumps(result_to_dict(evaluate_pipeline(pipeline, dataset, SPACE, 2))))
+
+
+@pytest.mark.slow
+def test_compare_fusion_scores_each_mode_as_plain_eval_does(head_model, tiny_model, drives, tmp_path, capsys):
+    modes = "panoptic_fpn,jsis,conv_head"
+    out_json, out_md = tmp_path / "cmp.json", tmp_path / "cmp.md"
+    assert cli.main(_model_eval(head_model, drives, "--compare-fusion", modes, "--json", str(out_json),
+                                "--markdown", str(out_md))) == 0
+    text = capsys.readouterr().out
+    assert "PQ panoptic_fpn" in text and "IoU conv_head" in text and "road" in text
+    data = json.loads(out_json.read_text())
+    assert data["modes"] == modes.split(",") and data["model"] == str(head_model)
+    results = data["results"]
+    assert all(results[m]["num_images"] == 2 for m in data["modes"])
+
+    # Each mode scores as the Pipeline loading a checkpoint of that fusion does (same runtime):
+    # conv_head is the head checkpoint's own fusion, panoptic_fpn the network checkpoint.
+    assert _pipeline_eval(head_model, drives)["per_class"] == results["conv_head"]["per_class"]
+    fpn = _pipeline_eval(tiny_model, drives, instance_score_threshold=LOW_SCORE)
+    assert fpn["per_class"] == results["panoptic_fpn"]["per_class"]
+    # the rules differ: this head claims pixels the jsis rule leaves to stuff
+    thing_counts = [[(c["tp"], c["fp"], c["iou"]) for c in results[m]["per_class"] if c["isthing"]]
+                    for m in data["modes"]]
+    assert thing_counts[1] != thing_counts[2]
+
+    markdown = out_md.read_text()
+    assert "| class | kind | GT | PQ panoptic_fpn | PQ jsis | PQ conv_head |" in markdown
+    assert "| fusion | PQ | SQ | RQ |" in markdown and "| conv_head |" in markdown
+
+
+def test_compare_fusion_without_a_trained_head_names_the_training_config(tiny_model, drives, capsys):
+    assert cli.main(_model_eval(tiny_model, drives, "--compare-fusion", "jsis,conv_head")) == 2
+    assert "train_panoptic_head.yaml" in capsys.readouterr().err
+
+
+def test_compare_fusion_arguments_are_checked(tiny_model, drives, capsys):
+    assert cli.main(_model_eval(tiny_model, drives, "--compare-fusion", "jsis,heuristic")) == 2
+    assert "heuristic" in capsys.readouterr().err
+    assert cli.main(_model_eval(tiny_model, drives, "--compare-fusion", "jsis,jsis")) == 2
+    assert "twice" in capsys.readouterr().err
+    assert cli.main(["eval", "--model", str(tiny_model), "--data", str(drives), "--markdown", "x.md"]) == 2
+    assert "--compare-fusion" in capsys.readouterr().err

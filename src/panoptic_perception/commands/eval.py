@@ -23,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --model: dataset format (default: synthetic)")
     parser.add_argument("--split", default="val", help="with --model: cityscapes / kitti_step split (default: val)")
     parser.add_argument("--max-frames", type=int, default=None, help="with --model: score at most this many frames")
+    parser.add_argument("--compare-fusion", default=None, metavar="MODES",
+                        help="with --model: score these fusion modes of the checkpoint on the same frames, "
+                             "e.g. panoptic_fpn,jsis,conv_head (seed 000's Table 1, per class)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here as JSON")
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="with --compare-fusion: also write the comparison tables here as markdown")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes reading and scoring images (default 0: one per CPU core)")
 
@@ -38,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {args.workers}")
     given = [name for name in COCO_ARGS if getattr(args, name) is not None]
+    if args.compare_fusion is not None or args.markdown is not None:
+        return _compare_fusion(args, given)
     start = time.perf_counter()
     if args.model is not None:
         if given or args.data is None:
@@ -65,17 +72,64 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_model(args: argparse.Namespace):
-    import dataclasses
-
+def _dataset(args: argparse.Namespace):
     from panoptic_perception.data.datasets import DatasetConfig, build_dataset
     from panoptic_perception.errors import ConfigError
-    from panoptic_perception.eval.run import evaluate_pipeline
-    from panoptic_perception.pipeline import Pipeline, load_pipeline_config
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
-    dataset = build_dataset(DatasetConfig(kind=args.data_kind, root=str(args.data), split=args.split))
+    return build_dataset(DatasetConfig(kind=args.data_kind, root=str(args.data), split=args.split))
+
+
+def _compare_fusion(args: argparse.Namespace, given) -> int:
+    import dataclasses
+    import time
+
+    from panoptic_perception.errors import ConfigError
+    from panoptic_perception.eval.report import comparison_to_dict, format_comparison, format_comparison_markdown
+    from panoptic_perception.eval.run import compare_fusions
+    from panoptic_perception.pipeline import load_pipeline_config
+
+    if args.compare_fusion is None:
+        raise ConfigError("--markdown goes with --compare-fusion")
+    if args.model is None or args.data is None or given:
+        raise ConfigError("--compare-fusion needs --model and --data "
+                          "(and no --gt-json/--gt-dir/--pred-json/--pred-dir)")
+    modes = [m.strip() for m in args.compare_fusion.split(",") if m.strip()]
+    if len(set(modes)) != len(modes):
+        raise ConfigError(f"--compare-fusion lists a mode twice: {args.compare_fusion}")
+    dataset = _dataset(args)
+    # Eager torch in fp32 for every mode: the comparison is about the fusion rule, and a compiled
+    # backend's cache cannot key an in-memory model by its weights.
+    runtime = dataclasses.replace(load_pipeline_config().runtime, backend="torch", precision="fp32",
+                                  warmup_frames=0)
+    print(f"eval: fusions {', '.join(modes)} of {args.model} on {len(dataset)} frames in {args.data}", flush=True)
+    start = time.perf_counter()
+    results = compare_fusions(args.model, modes, dataset, runtime, args.max_frames,
+                              log=lambda line: print(f"eval: {line}", flush=True))
+    elapsed_s = time.perf_counter() - start
+    print(format_comparison(results))
+    print(f"\nevaluated {len(modes)} fusions x {next(iter(results.values())).num_images} images in {elapsed_s:.1f} s")
+    source = {"model": str(args.model), "data": str(args.data)}
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**comparison_to_dict(results), **source}, indent=2))
+        print(f"eval: wrote {args.json}")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(f"Fusion comparison: `{args.model}` on `{args.data}`\n\n"
+                                 + format_comparison_markdown(results))
+        print(f"eval: wrote {args.markdown}")
+    return 0
+
+
+def _evaluate_model(args: argparse.Namespace):
+    import dataclasses
+
+    from panoptic_perception.eval.run import evaluate_pipeline
+    from panoptic_perception.pipeline import Pipeline, load_pipeline_config
+
+    dataset = _dataset(args)
     config = dataclasses.replace(load_pipeline_config(), model_path=str(args.model), project_grid=False)
     pipeline = Pipeline(config)
     print(f"eval: {pipeline.describe()}; {len(dataset)} frames in {args.data}", flush=True)

@@ -66,3 +66,73 @@ def format_per_class(result: PQResult) -> str:
 
 def format_report(result: PQResult) -> str:
     return format_summary(result) + "\n\n" + format_per_class(result)
+
+
+# -- fusion comparison (seed 000's Table 1: heuristic fusions vs its conv panoptic head, per class) --------
+
+def comparison_to_dict(results: Dict[str, PQResult]) -> Dict[str, Any]:
+    """{"modes": [...], "results": {mode: result_to_dict}}: every number of every fusion mode."""
+    return {"modes": list(results), "results": {mode: result_to_dict(r) for mode, r in results.items()},
+            "units": "percent"}
+
+
+def _best(values: List[float]) -> List[bool]:
+    present = [v for v in values if not math.isnan(v)]
+    top = max(present) if present else float("nan")
+    # a tie marks every winner; differences below the printed precision are ties
+    return [not math.isnan(v) and round(v, 1) == round(top, 1) and len(present) > 1 for v in values]
+
+
+def _comparison_rows(results: Dict[str, PQResult], mark) -> tuple:
+    modes = list(results)
+    first = results[modes[0]]
+    summary_header = ["fusion", "PQ", "SQ", "RQ", "PQ things", "PQ stuff", "mIoU"]
+    summary = []
+    for mode, r in results.items():
+        summary.append([mode] + [_f(v) for v in (r.all.pq, r.all.sq, r.all.rq, r.things.pq, r.stuff.pq, r.miou)])
+
+    class_header = ["class", "kind", "GT"] + [f"PQ {m}" for m in modes] + [f"IoU {m}" for m in modes]
+    rows = []
+    # things first (what the fusions differ on), then stuff; classes absent from GT and predictions are left out
+    for want_thing in (True, False):
+        for index, c in enumerate(first.per_class):
+            if c.is_thing != want_thing:
+                continue
+            per_mode = [r.per_class[index] for r in results.values()]
+            if all(p.tp + p.fp + p.fn == 0 for p in per_mode):
+                continue
+            gt_segments = c.tp + c.fn
+            pqs = [p.pq if p.tp + p.fp + p.fn > 0 else float("nan") for p in per_mode]
+            ious = [p.iou for p in per_mode]
+            cells = [mark(_f(v), b) for v, b in zip(pqs, _best(pqs))]
+            cells += [mark(_f(v), b) for v, b in zip(ious, _best(ious))]
+            rows.append([c.name, "thing" if c.is_thing else "stuff", str(gt_segments)] + cells)
+    return summary_header, summary, class_header, rows
+
+
+def format_comparison(results: Dict[str, PQResult]) -> str:
+    """Text tables: summary per fusion mode, then per-class PQ and IoU side by side (* = best)."""
+    summary_header, summary, class_header, rows = _comparison_rows(
+        results, lambda text, best: text + ("*" if best else " "))
+    images = next(iter(results.values())).num_images
+    return (_table(summary_header, summary) + f"\n({images} images, same frames for every fusion)\n\n"
+            + _table(class_header, rows) + "\n* best of the fusions for that class (ties marked on all); "
+            "GT = ground-truth segments")
+
+
+def _markdown_table(header: List[str], rows: List[List[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def format_comparison_markdown(results: Dict[str, PQResult]) -> str:
+    """The same tables in markdown (best per class in bold), for reports and the model card."""
+    summary_header, summary, class_header, rows = _comparison_rows(
+        results, lambda text, best: f"**{text}**" if best else text)
+    images = next(iter(results.values())).num_images
+    return (_markdown_table(summary_header, summary) + "\n\n"
+            + _markdown_table(class_header, rows)
+            + f"\n\nPQ, SQ, RQ, IoU in percent on {images} images; GT = ground-truth segments of the class; "
+            "bold = best fusion for the class.\n")
