@@ -303,3 +303,13 @@ def test_fusion_export_equals_eager(mode):
     got2, want2 = program.module()(*args2), fusion(*args2)
     for key in want2:
         torch.testing.assert_close(got2[key], want2[key], msg=key)
+
+
+def test_first_argmax_equals_torch_argmax_including_ties_and_infinities():
+    from panoptic_perception.model.fusion import first_argmax
+
+    gen = torch.Generator().manual_seed(3)
+    values = torch.randint(0, 4, (7, 500), generator=gen).to(torch.float32)  # many ties
+    values[:, :10] = float("-inf")
+    values[2, 20:30] = float("inf")
+    assert torch.equal(first_argmax(values), values.argmax(dim=0))

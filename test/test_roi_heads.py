@@ -147,3 +147,32 @@ def test_training_without_ground_truth_is_finite():
     losses = heads(_features(), proposals, torch.ones(1, 1, dtype=torch.bool), IMAGE_HW, [target])
     assert all(bool(torch.isfinite(v)) for v in losses.values())
     sum(losses.values()).backward()
+
+
+def test_masks_below_mask_min_score_are_zero_and_eager_equals_export():
+    heads = _heads().eval()
+    torch.manual_seed(5)
+    proposals = torch.rand(12, 4) * 50
+    proposals[:, 2:] += proposals[:, :2] + 10
+    valid = torch.ones(12, dtype=torch.bool)
+    features = _features()
+    everything = heads.inference(features, proposals, valid, IMAGE_HW)
+    scores = everything["scores"][everything["valid"]]
+    threshold = float(scores.median())  # some detections above, some below
+    heads.mask_min_score = threshold
+
+    class Inference(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heads = heads
+
+        def forward(self, proposals, *features):
+            return self.heads.inference(list(features), proposals, valid, IMAGE_HW)["mask_probs"]
+
+    eager = Inference()(proposals, *features)
+    wanted = everything["valid"] & (everything["scores"] >= threshold)
+    assert 0 < int(wanted.sum()) < int(everything["valid"].sum())
+    torch.testing.assert_close(eager[wanted], everything["mask_probs"][wanted])
+    assert bool((eager[~wanted] == 0).all())
+    program = torch.export.export(Inference(), (proposals, *features))
+    torch.testing.assert_close(program.module()(proposals, *features), eager)

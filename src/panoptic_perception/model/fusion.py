@@ -33,11 +33,24 @@ from torch import nn
 
 from panoptic_perception.errors import ConfigError, InputError
 from panoptic_perception.labels import LabelSpace
+from panoptic_perception.model.capture import is_capturing
 from panoptic_perception.model.config import FusionConfig
 from panoptic_perception.model.histogram import IdHistograms
 from panoptic_perception.model.panoptic_head import ConvPanopticHead
 
 SEMANTIC_MODES = ("all", "stuff_plus_things")
+
+
+def first_argmax(values: torch.Tensor) -> torch.Tensor:
+    """argmax over dim 0 of [C, P] -> int64 [P], the first index on ties (as torch.argmax).
+
+    Built from amax and a compare: on CPU torch's argmax over a leading dim of ~10^5 columns runs
+    several times slower than this; the ops are the same elementary ones for TensorRT.
+    """
+    channels = int(values.shape[0])
+    best = values.amax(dim=0, keepdim=True)
+    rank = torch.arange(channels, 0, -1, device=values.device, dtype=torch.float32)[:, None]
+    return channels - ((values == best).to(torch.float32) * rank).amax(dim=0).to(torch.int64)
 
 
 def semantic_channel_count(label_space: LabelSpace, semantic_mode: str) -> int:
@@ -197,7 +210,10 @@ class PanopticFusion(nn.Module):
         slot_ids = (order + 1).to(torch.float32)
         taken = torch.zeros(pixels, dtype=torch.float32, device=binary.device)
         owner = torch.zeros(pixels, dtype=torch.float32, device=binary.device)
-        for rank in range(num):
+        # Eager inference visits only ranks that can take pixels (the rest add zeros); a captured graph
+        # unrolls all D steps.
+        ranks = range(num) if is_capturing() else ok_ranked.nonzero()[:, 0].tolist()
+        for rank in ranks:
             mask = binary_ranked[rank]
             overlap = torch.dot(mask, taken)
             fits = (overlap / areas[rank].clamp(min=1) <= self.overlap_threshold).to(torch.float32)
@@ -213,12 +229,13 @@ class PanopticFusion(nn.Module):
             return torch.zeros(pixels, dtype=torch.int64, device=probs.device)
         predicts = eligible[:, None] & (probs > self.mask_threshold)
         candidate = torch.where(predicts, probs, torch.full_like(probs, -1.0))
-        best, who = candidate.max(dim=0)
+        best = candidate.amax(dim=0)
+        who = first_argmax(candidate)
         return torch.where(best >= 0, who + 1, torch.zeros_like(who))
 
     def _stuff_slots_fpn(self, sem: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
         """Stuff slot per pixel (-1 void): argmax over all channels, thing winners and small segments void."""
-        slot = self.channel_to_stuff_slot[sem.argmax(dim=0)]
+        slot = self.channel_to_stuff_slot[first_argmax(sem)]
         slot = torch.where(free, slot, torch.full_like(slot, -1))
         area = self._slot_areas(slot)
         # Entry 0 stands for void (slot -1), so the lookup index is never negative.
@@ -228,11 +245,11 @@ class PanopticFusion(nn.Module):
     def _stuff_slots_jsis(self, sem: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
         """Stuff slot per pixel (-1 void): best stuff class; small classes give way to the best big one."""
         stuff_logits = sem[self.stuff_channels]  # [S_stuff, P]
-        slot = stuff_logits.argmax(dim=0)
+        slot = first_argmax(stuff_logits)
         visible = torch.where(free, slot, torch.full_like(slot, -1))
         big = self._slot_areas(visible) >= self.stuff_area_limit_px
         masked = torch.where(big[:, None], stuff_logits, torch.full_like(stuff_logits, float("-inf")))
-        replaced = masked.argmax(dim=0)
+        replaced = first_argmax(masked)
         return torch.where(free & big.any(), replaced, torch.full_like(replaced, -1))
 
     def _slot_areas(self, slot: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from typing import Optional, Tuple
 import torch
 
 from panoptic_perception.model.box_ops import box_iou
+from panoptic_perception.model.capture import is_capturing
 
 # Enough for every box set we have measured (random dense sets and detector outputs need < 10);
 # `converged` tells a caller when it was not.
@@ -80,10 +81,13 @@ def solve_keep(
     weights = suppress.to(torch.float32)
     keep = valid
     previous = keep
+    eager = not is_capturing()
     for _ in range(steps):
         previous = keep
         suppressed = torch.matmul(keep.to(torch.float32)[..., None, :], weights)[..., 0, :] > 0.5
         keep = valid & ~suppressed
+        if eager and torch.equal(keep, previous):
+            break  # the unique fixed point: more steps change nothing (a captured graph runs them all)
     converged = (keep == previous).all(dim=-1)
     if steps >= num:
         converged = torch.ones_like(converged)  # N steps are exact for any input (module docstring)

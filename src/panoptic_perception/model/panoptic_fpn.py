@@ -144,6 +144,7 @@ class PanopticModel(PanopticFPN):
         super().__init__(config, label_space)
         self.fusion = PanopticFusion(config.fusion, self.label_space, config.semantic_head.mode,
                                      config.input_height, config.input_width, config.roi_heads.max_detections)
+        self.roi_heads.mask_min_score = config.fusion.instance_score_threshold
 
     def forward(self, images: torch.Tensor, targets: Optional[Sequence[Target]] = None
                 ) -> Dict[str, torch.Tensor]:

@@ -101,6 +101,8 @@ def panoptic_head_losses(model: nn.Module, images: torch.Tensor, targets: Sequen
         raise ConfigError(f"stage panoptic_head: training images are {width}x{height} but the model runs at "
                           f"{fusion.width}x{fusion.height}; set augment crop_width_px / crop_height_px to it")
     min_score = fusion.score_threshold if config.min_score is None else config.min_score
+    # Inference zeroes masks below roi_heads.mask_min_score; training may want lower-scoring ones.
+    model.roi_heads.mask_min_score = min(min_score, fusion.score_threshold)
     logits, gts, valids, weights = [], [], [], []
     for index, target in enumerate(targets):
         with torch.no_grad():
