@@ -152,3 +152,14 @@ def test_runtime_and_grid_configs_follow_the_parameters(tmp_path):
     # An override that contradicts the file names the parameters.
     with pytest.raises(ConfigError, match="~grid"):
         load_node_params({"grid": {"x_max_m": -5.0}}).grid_config_with_overrides()
+
+
+def test_grid_config_defaults_to_the_models_own_file_unless_a_parameter_names_one(tmp_path):
+    from panoptic_perception.geometry.grid import load_grid_config
+    from panoptic_perception.paths import CONFIG_DIR
+
+    coco = str(CONFIG_DIR / "grid_coco_panoptic.yaml")
+    assert load_node_params({}).grid_config_with_overrides(coco) == load_grid_config(coco)
+    assert load_node_params({}).grid_config_with_overrides(coco) != load_grid_config()
+    chosen = load_node_params({"grid_config": str(CONFIG_DIR / "grid.yaml")}).grid_config_with_overrides(coco)
+    assert chosen == load_grid_config()

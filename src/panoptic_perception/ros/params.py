@@ -153,7 +153,8 @@ class NodeParams:
                             "~extrinsics when it is missing")
     tf_timeout_s: float = _p(0.05, "how long to wait for the tf lookup per frame", "s")
     extrinsics: ExtrinsicsParams = _p(doc="camera pose fallback (sub-namespace)", factory=ExtrinsicsParams)
-    grid_config: str = _p("", "grid YAML (extent, class -> occupancy, priors); empty = config/grid.yaml")
+    grid_config: str = _p("", "grid YAML (extent, class -> occupancy, priors); empty = the model's: "
+                         "config/grid.yaml, config/grid_<label space>.yaml for others")
     grid: GridParams = _p(doc="grid extent overrides (sub-namespace)", factory=GridParams)
     free_classes: Optional[List[str]] = _p(None, "stuff classes that mark cells free; null = grid_config's "
                                                  "(road, sidewalk, terrain)")
@@ -214,12 +215,13 @@ class NodeParams:
         except ValueError as exc:
             raise ConfigError(f"bad node parameter: runtime: {exc}") from exc
 
-    def grid_config_with_overrides(self) -> Any:
-        """geometry.grid.GridConfig: ~grid_config (or config/grid.yaml) with ~grid/* and the class
-        lists applied; raises ConfigError naming the parameter for an invalid combination."""
+    def grid_config_with_overrides(self, default_path: Optional[str] = None) -> Any:
+        """geometry.grid.GridConfig: ~grid_config (or `default_path`, the model's own grid file; None:
+        config/grid.yaml) with ~grid/* and the class lists applied; raises ConfigError naming the
+        parameter for an invalid combination."""
         from panoptic_perception.geometry.grid import load_grid_config
 
-        base = load_grid_config(self.grid_config or None)
+        base = load_grid_config(self.grid_config or default_path)
         try:
             extent = dataclasses.replace(base.grid, **self.grid.overrides())
             lists = {name: tuple(getattr(self, name)) for name in ("free_classes", "obstacle_classes")
