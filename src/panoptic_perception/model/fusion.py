@@ -44,13 +44,15 @@ SEMANTIC_MODES = ("all", "stuff_plus_things")
 def first_argmax(values: torch.Tensor) -> torch.Tensor:
     """argmax over dim 0 of [C, P] -> int64 [P], the first index on ties (as torch.argmax).
 
-    Built from amax and a compare: on CPU torch's argmax over a leading dim of ~10^5 columns runs
-    several times slower than this; the ops are the same elementary ones for TensorRT.
+    amax, then one compare-and-select per channel from the last to the first: on CPU torch's argmax
+    over a leading dim of ~10^5 columns is several times slower, and these are elementary ops for
+    TensorRT (C is static and small: unrolled).
     """
-    channels = int(values.shape[0])
-    best = values.amax(dim=0, keepdim=True)
-    rank = torch.arange(channels, 0, -1, device=values.device, dtype=torch.float32)[:, None]
-    return channels - ((values == best).to(torch.float32) * rank).amax(dim=0).to(torch.int64)
+    best = values.amax(dim=0)
+    index = torch.zeros(values.shape[1:], dtype=torch.int64, device=values.device)
+    for channel in range(int(values.shape[0]) - 1, -1, -1):
+        index = torch.where(values[channel] == best, channel, index)
+    return index
 
 
 def semantic_channel_count(label_space: LabelSpace, semantic_mode: str) -> int:
@@ -190,28 +192,29 @@ class PanopticFusion(nn.Module):
             mask_probs.to(torch.float32), sem.reshape(1, self.semantic_channels, self.height, self.width),
             self.thing_index_of_category[category].clamp(min=0), used_classes_only=True)
 
-    def _instances_by_score(self, binary: torch.Tensor, scores: torch.Tensor,
+    def _instances_by_score(self, probs: torch.Tensor, scores: torch.Tensor,
                             eligible: torch.Tensor) -> torch.Tensor:
-        """detectron2's sequential overlap rule -> owner [P] (detection index + 1, 0 = free).
+        """detectron2's sequential overlap rule on mask probabilities [D, P] -> owner [P] (index + 1, 0 = free).
 
-        binary is float 0/1 [D, P]: each step is then a dot product and three whole-image
+        Masks are binarised to float 0/1: each step is then a dot product and three whole-image
         multiply-adds (exact: counts stay far below 2^24), several times cheaper on CPU than bool
-        reductions, and only elementwise ops and a matmul-like reduction for TensorRT.
+        reductions, and only elementwise ops and a matmul for TensorRT. Eager inference works on the
+        eligible detections only (the others never take a pixel); a captured graph unrolls all D.
         """
-        num, pixels = binary.shape
+        num, pixels = probs.shape
         if num == 0:
-            return torch.zeros(pixels, dtype=torch.int64, device=binary.device)
+            return torch.zeros(pixels, dtype=torch.int64, device=probs.device)
         ranked = torch.where(eligible, scores.to(torch.float32), torch.full_like(scores, float("-inf"),
                                                                                   dtype=torch.float32))
         order = torch.topk(ranked, num, sorted=True).indices
-        binary_ranked = binary[order]
+        if not is_capturing():
+            order = order[eligible[order]]
+        binary_ranked = (probs[order] > self.mask_threshold).to(torch.float32)
         areas = binary_ranked.sum(dim=-1)
         ok_ranked = (eligible[order] & (areas > 0)).to(torch.float32)
         slot_ids = (order + 1).to(torch.float32)
-        taken = torch.zeros(pixels, dtype=torch.float32, device=binary.device)
-        owner = torch.zeros(pixels, dtype=torch.float32, device=binary.device)
-        # Eager inference visits only ranks that can take pixels (the rest add zeros); a captured graph
-        # unrolls all D steps.
+        taken = torch.zeros(pixels, dtype=torch.float32, device=probs.device)
+        owner = torch.zeros(pixels, dtype=torch.float32, device=probs.device)
         ranks = range(num) if is_capturing() else ok_ranked.nonzero()[:, 0].tolist()
         for rank in ranks:
             mask = binary_ranked[rank]
@@ -274,8 +277,7 @@ class PanopticFusion(nn.Module):
         probs = mask_probs.to(torch.float32)
 
         if self.mode == "panoptic_fpn":
-            binary = (probs.reshape(num, pixels) > self.mask_threshold).to(torch.float32)
-            owner = self._instances_by_score(binary, scores, eligible)
+            owner = self._instances_by_score(probs.reshape(num, pixels), scores, eligible)
         else:
             if self.conv_head is not None:
                 probs = torch.sigmoid(self._conv_head_logits(probs, classes, sem))
