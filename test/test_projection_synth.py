@@ -127,3 +127,17 @@ def test_one_degree_of_pitch_error_moves_objects_by_the_expected_range(frames):
         assert shift == pytest.approx(expected_shift, rel=0.25, abs=0.3), (obj.segment_id, shift)
         checked += 1
     assert checked >= 1
+
+
+def test_synthetic_truth_is_drawn_on_the_projection_grid(frames):
+    """The synth BEV truth and the projector share one grid definition; truth arrays are its transpose."""
+    frame, _, result = frames[0]
+    assert synth.SynthConfig().bev == load_grid_config().grid
+    geometry = result.geometry
+    assert frame.bev.shape == (geometry.width, geometry.height)
+    assert (frame.bev.resolution_m, frame.bev.x_min_m, frame.bev.y_min_m) == (
+        geometry.resolution_m, geometry.origin_x_m, geometry.origin_y_m)
+    x, y = geometry.cell_centers()
+    centres = frame.bev.cell_centres()
+    np.testing.assert_array_equal(centres[..., 0], x.T)
+    np.testing.assert_array_equal(centres[..., 1], y.T)

@@ -13,7 +13,6 @@ import dataclasses
 
 from panoptic_perception.data.synth.bev import BevTruth
 from panoptic_perception.data.synth.config import (
-    BevGridSpec,
     CameraSettings,
     SynthConfig,
     WorldSettings,
@@ -35,7 +34,6 @@ def small_config(width: int = 320, height: int = 96, base: SynthConfig | None = 
 
 
 __all__ = [
-    "BevGridSpec",
     "BevTruth",
     "CameraSettings",
     "ObjectBox",

@@ -1,9 +1,11 @@
 """Bird's-eye ground truth in the vehicle frame.
 
-Arrays are indexed [i, j]: i along x (forward) from x_min_m, j along y (left) from y_min_m; cell
-(i, j) covers x in [x_min + i*res, x_min + (i+1)*res) and likewise in y, and is judged at its
-centre. `visible` is exact: a cell is visible when it projects into the image and the straight
-ray from the camera centre to the cell's ground point meets nothing before it.
+The grid is the projection's (geometry.grid GridExtent / GridGeometry: same cells, same
+centres), but arrays are indexed [i, j] = [x, y], the transpose of the OccupancyGrid's [row = y,
+col = x]: i along x (forward) from x_min_m, j along y (left) from y_min_m; cell (i, j) covers x in
+[x_min + i*res, x_min + (i+1)*res) and likewise in y, and is judged at its centre. `visible` is
+exact: a cell is visible when it projects into the image and the straight ray from the camera
+centre to the cell's ground point meets nothing before it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Iterable
 
 import numpy as np
 
-from panoptic_perception.data.synth.config import BevGridSpec
 from panoptic_perception.errors import InputError
+from panoptic_perception.geometry.grid import GridExtent, GridGeometry
 
 BEV_FORMAT_VERSION = 1
 
@@ -76,27 +78,34 @@ class BevTruth:
         return out
 
 
+def bev_shape(geometry: GridGeometry) -> tuple:
+    """(cells along x, cells along y): the grid's (width, height), the array order used here."""
+    return (geometry.width, geometry.height)
+
+
 def cell_centres(shape: tuple, resolution_m: float, x_min_m: float, y_min_m: float) -> np.ndarray:
-    xs = x_min_m + (np.arange(shape[0]) + 0.5) * resolution_m
-    ys = y_min_m + (np.arange(shape[1]) + 0.5) * resolution_m
-    return np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1)
+    """(nx, ny, 2) x, y of the cell centres: GridGeometry.cell_centers, transposed to [x, y]."""
+    x, y = GridGeometry(resolution_m, x_min_m, y_min_m, width=shape[0], height=shape[1]).cell_centers()
+    return np.stack([x.T, y.T], axis=-1)
 
 
-def rasterise_footprints(spec: BevGridSpec, boxes: Iterable[tuple]) -> np.ndarray:
+def rasterise_footprints(extent: GridExtent, boxes: Iterable[tuple]) -> np.ndarray:
     """boxes: (segment_id, centre_xy (2,), half_extent (2,), yaw_rad) in the vehicle frame, drawn in
     order (later ones win where footprints overlap, e.g. a bicycle over its rider)."""
-    ids = np.zeros(spec.shape, dtype=np.int32)
-    res = spec.resolution_m
+    geometry = extent.geometry()
+    shape = bev_shape(geometry)
+    ids = np.zeros(shape, dtype=np.int32)
+    res, x_min_m, y_min_m = geometry.resolution_m, geometry.origin_x_m, geometry.origin_y_m
     for seg_id, centre, half, yaw in boxes:
         reach = float(np.hypot(*half))
-        i0 = max(0, int(np.floor((centre[0] - reach - spec.x_min_m) / res)))
-        i1 = min(spec.shape[0], int(np.ceil((centre[0] + reach - spec.x_min_m) / res)) + 1)
-        j0 = max(0, int(np.floor((centre[1] - reach - spec.y_min_m) / res)))
-        j1 = min(spec.shape[1], int(np.ceil((centre[1] + reach - spec.y_min_m) / res)) + 1)
+        i0 = max(0, int(np.floor((centre[0] - reach - x_min_m) / res)))
+        i1 = min(shape[0], int(np.ceil((centre[0] + reach - x_min_m) / res)) + 1)
+        j0 = max(0, int(np.floor((centre[1] - reach - y_min_m) / res)))
+        j1 = min(shape[1], int(np.ceil((centre[1] + reach - y_min_m) / res)) + 1)
         if i1 <= i0 or j1 <= j0:
             continue
-        xs = spec.x_min_m + (np.arange(i0, i1) + 0.5) * res - centre[0]
-        ys = spec.y_min_m + (np.arange(j0, j1) + 0.5) * res - centre[1]
+        xs = x_min_m + (np.arange(i0, i1) + 0.5) * res - centre[0]
+        ys = y_min_m + (np.arange(j0, j1) + 0.5) * res - centre[1]
         c, s = np.cos(yaw), np.sin(yaw)
         local_x = c * xs[:, None] + s * ys[None, :]
         local_y = -s * xs[:, None] + c * ys[None, :]

@@ -18,6 +18,7 @@ from panoptic_perception.geometry.camera import (
     Extrinsics,
     Intrinsics,
 )
+from panoptic_perception.geometry.grid import GridExtent
 from panoptic_perception.paths import CONFIG_DIR
 
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "synth.yaml"
@@ -53,31 +54,6 @@ class CameraSettings:
         intrinsics = Intrinsics.pinhole(self.width, self.height, self.fx, self.fy, self.cx, self.cy)
         extrinsics = Extrinsics(height_m=self.height_m, pitch_deg=self.pitch_deg, roll_deg=self.roll_deg)
         return Camera(intrinsics, extrinsics)
-
-
-@dataclass(frozen=True)
-class BevGridSpec:
-    """Bird's-eye grid in the vehicle frame; cell (i, j) covers x0 + i*res .. and y0 + j*res .."""
-
-    resolution_m: float = 0.2
-    x_min_m: float = 0.0
-    x_max_m: float = 60.0
-    y_min_m: float = -20.0
-    y_max_m: float = 20.0
-
-    def __post_init__(self) -> None:
-        if self.resolution_m <= 0:
-            raise ValueError(f"bev.resolution_m must be positive, got {self.resolution_m}")
-        if self.x_max_m <= self.x_min_m or self.y_max_m <= self.y_min_m:
-            raise ValueError("bev grid needs x_max_m > x_min_m and y_max_m > y_min_m")
-
-    @property
-    def shape(self) -> tuple:
-        """(cells along x, cells along y)."""
-        return (
-            int(round((self.x_max_m - self.x_min_m) / self.resolution_m)),
-            int(round((self.y_max_m - self.y_min_m) / self.resolution_m)),
-        )
 
 
 @dataclass(frozen=True)
@@ -121,7 +97,8 @@ class SynthConfig:
     start_time: str = "2011-09-26 13:02:25.964389445"
     label_space: str = "cityscapes"
     world: WorldSettings = field(default_factory=WorldSettings)
-    bev: BevGridSpec = field(default_factory=BevGridSpec)
+    # the truth is drawn on the projection's grid (geometry.grid), arrays indexed [x, y]
+    bev: GridExtent = field(default_factory=GridExtent)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.speed_mps <= 40.0:

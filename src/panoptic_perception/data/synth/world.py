@@ -11,7 +11,7 @@ from panoptic_perception.data.kitti import parse_timestamp_ns
 from panoptic_perception.data.panoptic_io import SegmentInfo
 from panoptic_perception.data.synth import layout as L
 from panoptic_perception.data.synth import materials as M
-from panoptic_perception.data.synth.bev import BevTruth, cell_centres, rasterise_footprints
+from panoptic_perception.data.synth.bev import BevTruth, bev_shape, cell_centres, rasterise_footprints
 from panoptic_perception.data.synth.config import SynthConfig
 from panoptic_perception.data.synth.ids import THING_ID_STRIDE
 from panoptic_perception.data.synth.rays import RaySet
@@ -271,8 +271,9 @@ class StreetWorld:
         self, frame_index: int, ego_x: float, boxes: List[ObjectBox], things: List[PlacedThing]
     ) -> BevTruth:
         spec = self.config.bev
+        shape = bev_shape(spec.geometry())
         s = self.section
-        centres = cell_centres(spec.shape, spec.resolution_m, spec.x_min_m, spec.y_min_m)
+        centres = cell_centres(shape, spec.resolution_m, spec.x_min_m, spec.y_min_m)
         y_world = centres[..., 1] + s.ego_y_m
         drivable = (y_world >= -s.road_right_m) & (y_world <= s.road_left_m)
         on_walk = (y_world >= -s.sidewalk_outer_m(-1)) & (y_world <= s.sidewalk_outer_m(1))
@@ -301,7 +302,7 @@ class StreetWorld:
         )
         return BevTruth(
             drivable,
-            visible.reshape(spec.shape),
+            visible.reshape(shape),
             footprints,
             ground_class,
             spec.resolution_m,
