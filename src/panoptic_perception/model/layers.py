@@ -75,6 +75,34 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+@torch.no_grad()
+def fold_conv_norms(module: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm / FrozenBatchNorm of a Conv2dNorm into its conv; returns how many.
+
+    Inference only (the statistics become part of the weights): one conv instead of conv + a
+    per-channel multiply-add over the whole feature map. GroupNorm depends on the data and stays.
+    """
+    folded = 0
+    for conv in module.modules():
+        norm = getattr(conv, "norm", None) if isinstance(conv, Conv2dNorm) else None
+        if isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.track_running_stats:
+            weight = norm.weight if norm.affine else torch.ones_like(norm.running_var)
+            bias = norm.bias if norm.affine else torch.zeros_like(norm.running_mean)
+        elif isinstance(norm, FrozenBatchNorm2d):
+            weight, bias = norm.weight, norm.bias
+        else:
+            continue
+        scale = weight * (norm.running_var + norm.eps).rsqrt()
+        shift = bias - norm.running_mean * scale
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+        conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        conv.bias = nn.Parameter(shift, requires_grad=False)
+        conv.norm = None
+        folded += 1
+    return folded
+
+
 def make_norm(kind: str, channels: int) -> Optional[nn.Module]:
     """Norm layer by config name: "FrozenBN", "BN", "GN" (32 groups) or "none"/"" (no norm)."""
     if kind == "FrozenBN":

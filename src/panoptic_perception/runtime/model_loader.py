@@ -9,8 +9,9 @@ from torch import nn
 
 def build_eval_model(model_config, state_dict: Mapping[str, torch.Tensor],
                      source: str = "state_dict") -> nn.Module:
-    """PanopticModel with weights loaded strictly, eval mode, no grads, on CPU."""
+    """PanopticModel with weights loaded strictly, eval mode, no grads, on CPU, batch norms folded."""
     from panoptic_perception.model.checkpoint import apply_state_dict
+    from panoptic_perception.model.layers import fold_conv_norms
     from panoptic_perception.model.panoptic_fpn import build_model
 
     model = build_model(model_config)
@@ -18,4 +19,5 @@ def build_eval_model(model_config, state_dict: Mapping[str, torch.Tensor],
     model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
+    fold_conv_norms(model)
     return model
