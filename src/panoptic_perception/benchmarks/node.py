@@ -62,6 +62,13 @@ def _frame_messages(image_w: int, image_h: int) -> list:
     return [world.render(i) for i in range(5)]
 
 
+def _node_log_tail(home: Path, lines: int = 15) -> str:
+    logs = sorted(home.glob("log/**/panoptic_perception*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return f"no node log under {home}/log"
+    return f"{logs[-1]}:\n" + "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
+
+
 def _time_node(args: argparse.Namespace, frames: list, home: Path) -> Dict[str, object]:
     import numpy as np
     import rospy
@@ -92,7 +99,7 @@ def _time_node(args: argparse.Namespace, frames: list, home: Path) -> Dict[str, 
         deadline = time.monotonic() + args.timeout_s
         while image_pub.get_num_connections() == 0 or info_pub.get_num_connections() == 0:
             if launch.poll() is not None or time.monotonic() > deadline:
-                raise PerceptionError(f"bench node: the node did not subscribe (see {home}/log)")
+                raise PerceptionError(f"bench node: the node did not subscribe; {_node_log_tail(home)}")
             time.sleep(0.2)
         # Pre-built messages: only the stamp changes per publish, so the camera costs almost nothing.
         messages = [(rgb_to_image_msg(f.rgb, Header(frame_id="camera")),
@@ -107,7 +114,7 @@ def _time_node(args: argparse.Namespace, frames: list, home: Path) -> Dict[str, 
                 break
             if launch.poll() is not None or time.monotonic() > deadline:
                 raise PerceptionError(f"bench node: {len(outputs.panoptic_s)} of {needed} outputs before "
-                                      f"the node stopped or the timeout (see {home}/log)")
+                                      f"the node stopped or the timeout; {_node_log_tail(home)}")
             image, info = messages[index % len(messages)]
             stamp = rospy.Time.now()
             image.header.stamp = info.header.stamp = stamp
