@@ -172,13 +172,18 @@ def load_grid_config(path: str | Path | None = None) -> GridConfig:
 
 def occupancy_from_log_odds(log_odds, evidence: EvidenceConfig):
     """Log-odds grid (torch float) -> int8 OccupancyGrid values -1 / 0 / 100."""
+    return occupancy_from_masks(log_odds <= evidence.free_threshold, log_odds >= evidence.occupied_threshold)
+
+
+def occupancy_from_masks(free, occupied):
+    """Boolean free / occupied grids (torch; never both set) -> int8 OccupancyGrid values -1 / 0 / 100."""
     import torch
 
-    free = (log_odds <= evidence.free_threshold).to(torch.int8)
-    occupied = (log_odds >= evidence.occupied_threshold).to(torch.int8)
-    # thresholds are on either side of 0, so at most one of the two is set
-    return free * (OCCUPANCY_FREE - OCCUPANCY_UNKNOWN) + occupied * (OCCUPANCY_OCCUPIED - OCCUPANCY_UNKNOWN) \
-        + OCCUPANCY_UNKNOWN
+    # 0/1 arithmetic on the masks viewed as int8, rather than where(): torch's CPU where branches
+    # per element
+    occupancy = free.view(torch.int8) * (OCCUPANCY_FREE - OCCUPANCY_UNKNOWN)
+    occupancy += occupied.view(torch.int8) * (OCCUPANCY_OCCUPIED - OCCUPANCY_UNKNOWN)
+    return occupancy.add_(OCCUPANCY_UNKNOWN)
 
 
 def probability_from_log_odds(log_odds: float) -> float:

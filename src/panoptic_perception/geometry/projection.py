@@ -16,6 +16,10 @@ under "pixel_confidence" (or "confidence").
   log-odds weighted by confidence.
 
 Tables depend only on camera, image size and grid; they are rebuilt when one of those changes.
+A frame has two parts. The per-pixel work (ground votes, the final grids) is torch gathers and
+scatter-adds over the tables, on the input's device. The work on segment boundaries (a few
+thousand pixels: obstacle contacts, thing contacts, footprints) is numpy on the host, in one
+batch per frame: no per-pixel or per-object Python. On CPU the host arrays are views, not copies.
 """
 from __future__ import annotations
 
@@ -28,18 +32,16 @@ from panoptic_perception.errors import ConfigError, InputError
 from panoptic_perception.geometry.camera import Camera
 from panoptic_perception.geometry.grid import (
     CLASS_UNKNOWN,
-    OCCUPANCY_FREE,
-    OCCUPANCY_OCCUPIED,
     GridConfig,
     GridGeometry,
-    occupancy_from_log_odds,
+    occupancy_from_masks,
 )
 from panoptic_perception.geometry.ipm import GroundLookup, build_ground_lookup
 from panoptic_perception.geometry.objects import (
     GroundObject,
-    fit_footprint,
-    footprint_cells,
-    position_covariance,
+    fit_footprints,
+    footprints_cells,
+    position_covariances,
 )
 from panoptic_perception.labels import LabelSpace
 
@@ -47,6 +49,15 @@ CONFIDENCE_KEYS = ("pixel_confidence", "confidence")
 # bits of a segment's code
 _OBSTACLE, _GROUND_BELOW, _THING = 1, 2, 4
 _REQUIRED_KEYS = ("segment_map", "segment_category", "segment_is_thing", "segment_score", "segment_valid")
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """Per-segment tables of one frame, index 0 void (host arrays)."""
+
+    category: np.ndarray  # int64 [S + 1]; the label space's class count for void / invalid segments
+    score: np.ndarray  # float32 [S + 1]; 0 for void / invalid
+    code: np.ndarray  # int32 [S + 1]; bits _OBSTACLE, _GROUND_BELOW, _THING
 
 
 @dataclass
@@ -78,6 +89,46 @@ class GridResult:
     @property
     def height(self) -> int:
         return self.geometry.height
+
+
+def _host(tensor: Any) -> np.ndarray:
+    """A tensor's values as a numpy array (a view for a CPU tensor)."""
+    return tensor.detach().cpu().numpy()
+
+
+def _take(tensor: Any, index: np.ndarray, on_host: Optional[bool] = None) -> np.ndarray:
+    """tensor.reshape(-1)[index] as a host array: numpy indexing (default for a CPU tensor) or a
+    gather on the tensor's device and a copy of the few values."""
+    import torch
+
+    flat = tensor.reshape(-1)
+    if on_host is None:
+        on_host = flat.device.type == "cpu"
+    if on_host:
+        return flat.cpu().numpy()[index]
+    return flat[torch.from_numpy(index).to(flat.device)].cpu().numpy()
+
+
+def _rows_differ(region: Any, on_host: Optional[bool] = None) -> np.ndarray:
+    """Flat indices into region[:-1] of the pixels whose segment differs from the one below.
+
+    On the host (default for a CPU tensor) numpy: its compare and nonzero are several times faster
+    than torch's CPU kernels here. Otherwise torch on the tensor's device, and only the indices move.
+    """
+    import torch
+
+    if on_host is None:
+        on_host = region.device.type == "cpu"
+    if on_host:
+        values = region.cpu().numpy()
+        return np.flatnonzero(values[:-1] != values[1:])
+    return torch.nonzero((region[:-1] != region[1:]).reshape(-1)).squeeze(1).cpu().numpy()
+
+
+def _last_wins(cells: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Distinct cells and, for each, the position of its last occurrence (what writing in order leaves)."""
+    distinct, from_end = np.unique(cells[::-1], return_index=True)
+    return distinct, len(cells) - 1 - from_end
 
 
 class GroundProjector:
@@ -143,10 +194,10 @@ class GroundProjector:
         return ids
 
     def _build_class_tables(self) -> None:
-        import torch
-
         cfg, n = self._config, self._labels.num_classes
-        ev = cfg.evidence
+        if n > CLASS_UNKNOWN:
+            raise ConfigError(f"the class grid is uint8 with {CLASS_UNKNOWN} for unknown: at most "
+                              f"{CLASS_UNKNOWN} classes, the label space has {n}")
         free = self._class_ids(cfg.free_classes, "free_classes")
         obstacle = self._class_ids(cfg.obstacle_classes, "obstacle_classes")
         below = self._class_ids(cfg.contact_below_classes, "contact_below_classes") \
@@ -155,33 +206,26 @@ class GroundProjector:
             cid = self._class_ids((name,), "thing_priors")[0]
             if not self._labels.categories[cid].is_thing:
                 raise ConfigError(f"grid config thing_priors: '{name}' is not a thing class")
-        # Per class (index n: void / invalid): a bit code, the free log-odds of one pixel and,
-        # for free classes, their slot in the class vote.
-        code = torch.zeros(n + 1, dtype=torch.int32)
+        # Per class (index n: void / invalid): a bit code and, for free classes, their slot in the
+        # class vote (other classes vote into a spare slot len(free) that is never read).
+        code = np.zeros(n + 1, dtype=np.int32)
         code[obstacle] |= _OBSTACLE
         code[below] |= _GROUND_BELOW
         self._class_code = code
-        self._pixel_log_odds = torch.zeros(n + 1, dtype=torch.float32)
-        self._pixel_log_odds[free] = ev.free_per_pixel
         self._free_ids = free
-        slot = torch.full((n + 1,), len(free), dtype=torch.int32)
-        slot[free] = torch.arange(len(free), dtype=torch.int32)
+        slot = np.full(n + 1, len(free), dtype=np.int32)
+        slot[free] = np.arange(len(free), dtype=np.int32)
         self._free_slot = slot
         self._priors = [cfg.prior_for(c.name) for c in self._labels.categories]
+        # contacts beyond an object's nearest one by more than this are overhangs (per class, metres)
+        self._reach_m = np.array([cfg.overhang_diagonals * float(np.hypot(p.length_m, p.width_m))
+                                  for p in self._priors] + [0.0])
         self._surface_heights = {self._class_ids((name,), "surface_height_m")[0]: h
                                  for name, h in cfg.surface_height_m.items()}
         self._carriers = [[] for _ in range(n + 1)]
         for name, carriers in cfg.carried_by.items():
             rider = self._class_ids((name,), "carried_by")[0]
             self._carriers[rider] = self._class_ids(carriers, "carried_by")
-        self._device_tables: Dict[str, Tuple[Any, ...]] = {}
-
-    def _tables_on(self, device: Any) -> Tuple[Any, ...]:
-        key = str(device)
-        if key not in self._device_tables:
-            self._device_tables[key] = tuple(t.to(device) for t in (
-                self._class_code, self._pixel_log_odds, self._free_slot))
-        return self._device_tables[key]
 
     # -- per frame ----------------------------------------------------------------------------
 
@@ -202,175 +246,192 @@ class GroundProjector:
         device = seg_map.device
         height_px, width_px = int(seg_map.shape[0]), int(seg_map.shape[1])
         table = self.lookup(width_px, height_px, device)
-        class_code, class_lo, class_free_slot = self._tables_on(device)
-        n_classes = self._labels.num_classes
+        host_table = self.lookup(width_px, height_px)
         geometry, ev = self._geometry, self._config.evidence
         n_cells, n_free = geometry.num_cells, len(self._free_ids)
-
-        # Per-segment tables, index 0 void; invalid segments count as void. Everything per pixel
-        # below is a gather through these (index_select: far faster than advanced indexing on CPU).
-        valid = outputs["segment_valid"].to(device=device, dtype=torch.bool)
-        category = outputs["segment_category"].to(device=device, dtype=torch.int64).clamp(0, n_classes)
-        category = torch.where(valid, category, torch.full_like(category, n_classes))
-        seg_cat = torch.cat([category.new_full((1,), n_classes), category])
-        score = outputs["segment_score"].to(device=device, dtype=torch.float32).clamp(0, 1) * valid
-        seg_score = torch.cat([score.new_zeros(1), score])
-        is_thing = outputs["segment_is_thing"].to(device=device, dtype=torch.bool) & valid
-        seg_code = class_code[seg_cat] | (torch.cat([is_thing.new_zeros(1), is_thing]).to(torch.int32)
-                                         * _THING)
+        segments = self._segment_tables(outputs)
         confidence = next((outputs[k] for k in CONFIDENCE_KEYS if outputs.get(k) is not None), None)
-        seg_flat = seg_map.reshape(-1)
-
-        # ground pixels -> free evidence, and votes for which ground class
-        s = torch.index_select(seg_flat, 0, table.sample_pixel)
-        weight = torch.index_select(seg_score, 0, s)
         if confidence is not None:
-            conf = confidence.to(device=device, dtype=torch.float32).reshape(-1).clamp(0, 1)
-            weight = torch.index_select(conf, 0, table.sample_pixel)
-        lo_per_seg = class_lo[seg_cat]
-        log_odds = torch.zeros(n_cells, dtype=torch.float32, device=device)
-        log_odds.index_add_(0, table.sample_cell, torch.index_select(lo_per_seg, 0, s) * weight)
-        # slot-major [n_free + 1, n_cells] so each class's votes are one contiguous row
+            confidence = confidence.to(device=device, dtype=torch.float32).clamp(0, 1)
+
+        # Ground pixels vote, weighted, for their ground class in their cell: one scatter-add into
+        # slot-major [n_free + 1, n_cells] rows (each class's votes contiguous; the last row takes
+        # the pixels of other classes). A ground pixel's free evidence is free_per_pixel times its
+        # weight, so the free log-odds of a cell is its votes summed over the ground classes.
+        s = torch.index_select(seg_map.reshape(-1), 0, table.sample_pixel)
+        if confidence is None:
+            weight = torch.index_select(torch.from_numpy(segments.score).to(device), 0, s)
+        else:
+            weight = torch.index_select(confidence.reshape(-1), 0, table.sample_pixel)
+        vote_row = torch.from_numpy(self._free_slot[segments.category] * n_cells).to(device)
         free_votes = torch.zeros((n_free + 1) * n_cells, dtype=torch.float32, device=device)
-        slot_per_seg = class_free_slot[seg_cat]
-        free_votes.index_add_(0, torch.index_select(slot_per_seg, 0, s) * n_cells + table.sample_cell, weight)
+        free_votes.index_add_(0, torch.index_select(vote_row, 0, s) + table.sample_cell, weight)
+        free_votes = free_votes.reshape(n_free + 1, n_cells)
+        log_odds = free_votes[:n_free].sum(0) * ev.free_per_pixel
 
         # Segment boundaries between a pixel and the one below it: stuff obstacles meet the
         # ground there, and things have their lowest pixels there (or on the image's last row).
         r0 = max(table.first_row - 1, 0)
-        region = seg_map[r0:]
-        upper = torch.nonzero((region[:-1] != region[1:]).reshape(-1)).squeeze(1)
-        last_row = torch.nonzero(torch.index_select(seg_code, 0, region[-1]) & _THING).squeeze(1)
-        upper = torch.cat([upper, last_row + (region.shape[0] - 1) * width_px])
-        upper_seg = torch.index_select(seg_flat, 0, upper + r0 * width_px)
-        below_idx = (upper + (r0 + 1) * width_px).clamp(max=seg_flat.numel() - 1)
-        lower_seg = torch.index_select(seg_flat, 0, below_idx)
-        up_code = torch.index_select(seg_code, 0, upper_seg)
-        ground_below = (torch.index_select(seg_code, 0, lower_seg) & _GROUND_BELOW) > 0
-        ground_below[upper >= (region.shape[0] - 1) * width_px] = False  # the image ends there
+        n_rows = height_px - r0
+        upper = _rows_differ(seg_map[r0:])
+        last_row_things = np.flatnonzero(segments.code[_host(seg_map[-1])] & _THING)
+        upper = np.concatenate([upper, last_row_things + (n_rows - 1) * width_px]) + r0 * width_px
+        upper_seg = _take(seg_map, upper)
+        lower_seg = _take(seg_map, np.minimum(upper + width_px, height_px * width_px - 1))
+        up_code = segments.code[upper_seg]
+        ground_below = (segments.code[lower_seg] & _GROUND_BELOW) > 0
+        ground_below[upper >= (height_px - 1) * width_px] = False  # the image ends there
 
+        # Stuff obstacles: evidence at the cell of each ground contact; a cell's class is the
+        # obstacle written there last, then any thing footprint over it.
         obstacle = ((up_code & _OBSTACLE) > 0) & ground_below
-        o_pix = upper[obstacle] + r0 * width_px
-        o_cell = torch.index_select(table.edge_cell.reshape(-1), 0, o_pix)
+        o_pix, o_seg = upper[obstacle], upper_seg[obstacle]
+        o_cell = host_table.edge_cell.numpy().reshape(-1)[o_pix]
         o_ok = o_cell < n_cells
-        o_cell = o_cell[o_ok]
-        o_w = seg_score[upper_seg[obstacle][o_ok]] if confidence is None else conf[o_pix[o_ok]]
-        log_odds.index_add_(0, o_cell, o_w * ev.obstacle_per_contact)
-        occupied_class = torch.full((n_cells,), CLASS_UNKNOWN, dtype=torch.int64, device=device)
-        occupied_class[o_cell] = seg_cat[upper_seg[obstacle][o_ok]]
+        o_cell, o_pix, o_seg = o_cell[o_ok], o_pix[o_ok], o_seg[o_ok]
+        o_w = segments.score[o_seg] if confidence is None else _take(confidence, o_pix)
+        log_odds.index_add_(0, torch.from_numpy(o_cell).to(device),
+                            torch.from_numpy(o_w * np.float32(ev.obstacle_per_contact)).to(device))
+        occupied_class = np.full(n_cells, CLASS_UNKNOWN, dtype=np.uint8)
+        cells, last = _last_wins(o_cell)
+        occupied_class[cells] = segments.category[o_seg[last]]
 
         thing = (up_code & _THING) > 0
-        objects = self._objects(upper[thing] + r0 * width_px, upper_seg[thing], lower_seg[thing],
-                                ground_below[thing], seg_cat, seg_score, table)
-        for obj in objects:
-            if not obj.contact_visible:
-                continue
-            cells = torch.from_numpy(footprint_cells(geometry, obj.footprint)).to(device)
-            if cells.numel():
-                log_odds.index_add_(0, cells, torch.full(cells.shape, ev.thing_footprint * obj.score,
-                                                         device=device))
-                occupied_class[cells] = obj.category
+        objects = self._objects(upper[thing], upper_seg[thing], lower_seg[thing], ground_below[thing],
+                                segments, host_table)
+        self._paint_footprints([o for o in objects if o.contact_visible], log_odds, occupied_class)
 
-        log_odds = log_odds.clamp(-ev.clamp, ev.clamp).reshape(geometry.height, geometry.width)
-        occupancy = occupancy_from_log_odds(log_odds, ev)
-        class_grid = self._class_grid(free_votes.reshape(n_free + 1, n_cells), occupied_class, occupancy)
-        return GridResult(occupancy, class_grid, log_odds, geometry, objects)
+        log_odds = log_odds.clamp(-ev.clamp, ev.clamp)
+        free, occupied = log_odds <= ev.free_threshold, log_odds >= ev.occupied_threshold
+        shape = (geometry.height, geometry.width)
+        occupancy = occupancy_from_masks(free, occupied).reshape(shape)
+        class_grid = self._class_grid(free_votes, torch.from_numpy(occupied_class).to(device), free, occupied)
+        return GridResult(occupancy, class_grid.reshape(shape), log_odds.reshape(shape), geometry, objects)
 
-    def _class_grid(self, free_votes: Any, occupied_class: Any, occupancy: Any) -> Any:
-        """Winning ground class on free cells, the obstacle or thing class on occupied ones."""
+    def _segment_tables(self, outputs: Mapping[str, Any]) -> _Segments:
+        """Per-segment category, score and code (host arrays), index 0 void; invalid segments are void."""
+        n_classes = self._labels.num_classes
+        valid = _host(outputs["segment_valid"]).astype(bool)
+        # minimum/maximum: np.clip costs more than the rest of this on arrays this small
+        category = _host(outputs["segment_category"]).astype(np.int64)
+        category = np.where(valid, np.minimum(np.maximum(category, 0), n_classes), n_classes)
+        score = np.minimum(np.maximum(_host(outputs["segment_score"]).astype(np.float32), 0), 1) * valid
+        is_thing = _host(outputs["segment_is_thing"]).astype(bool) & valid
+        category = np.concatenate([[n_classes], category])
+        code = self._class_code[category] | (np.concatenate([[False], is_thing]).astype(np.int32) * _THING)
+        return _Segments(category, np.concatenate([np.zeros(1, np.float32), score]), code)
+
+    def _paint_footprints(self, objects: List[GroundObject], log_odds: Any, occupied_class: np.ndarray) -> None:
+        """Thing evidence over each footprint; where footprints overlap the later object names the cell."""
         import torch
 
-        occ = occupancy.reshape(-1)
-        grid = torch.full_like(occupied_class, CLASS_UNKNOWN)
-        if self._free_ids:
-            # a running max over the few ground classes beats a generic argmax on CPU
-            best = free_votes[0]
-            best_id = torch.full_like(occupied_class, self._free_ids[0])
-            for k, cid in enumerate(self._free_ids[1:], start=1):
-                better = free_votes[k] > best
-                best = torch.maximum(free_votes[k], best)
-                best_id.masked_fill_(better, cid)
-            grid = torch.where((occ == OCCUPANCY_FREE) & (best > 0), best_id, grid)
-        grid = torch.where(occ == OCCUPANCY_OCCUPIED, occupied_class, grid)
-        return grid.to(torch.uint8).reshape(occupancy.shape)
+        cells, owner = footprints_cells(self._geometry, [o.footprint for o in objects])
+        if cells.size == 0:
+            return
+        per_object = np.array([self._config.evidence.thing_footprint * o.score for o in objects], dtype=np.float32)
+        device = log_odds.device
+        log_odds.index_add_(0, torch.from_numpy(cells).to(device), torch.from_numpy(per_object[owner]).to(device))
+        distinct, last = _last_wins(cells)
+        occupied_class[distinct] = np.array([o.category for o in objects], dtype=np.uint8)[owner[last]]
 
-    def _objects(self, pixels: Any, segment_ids: Any, below_ids: Any, ground_below: Any, seg_cat: Any,
-                 seg_score: Any, table: GroundLookup) -> List[GroundObject]:
+    def _class_grid(self, free_votes: Any, occupied_class: Any, free: Any, occupied: Any) -> Any:
+        """Winning ground class on free cells, the obstacle or thing class on occupied ones, else unknown.
+
+        Selections are 0/1 arithmetic on uint8 (bool masks viewed as 0/1; wrapping is harmless as
+        exactly one term survives): torch's CPU where / masked_fill branch per element, several
+        times slower on these grids. Consumes occupied_class.
+        """
+        import torch
+
+        best_id = torch.zeros(occupied_class.numel(), dtype=torch.uint8, device=occupied_class.device)
+        if self._free_ids:
+            # a running max over the few ground classes beats a generic argmax on CPU; a free cell
+            # has positive votes (its log-odds is below a negative threshold), so a winner exists
+            best = free_votes[0]
+            best_id += self._free_ids[0]
+            for k, cid in enumerate(self._free_ids[1:], start=1):
+                better = (free_votes[k] > best).view(torch.uint8)
+                best = torch.maximum(free_votes[k], best)
+                best_id += better * (cid - best_id)
+        # unknown (255) + free * (best + 1) + occupied * (class + 1), modulo 256
+        grid = best_id.add_(1).mul_(free.view(torch.uint8))
+        grid += occupied_class.add_(1).mul_(occupied.view(torch.uint8))
+        return grid.sub_(1)
+
+    def _objects(self, pixels: np.ndarray, segment_ids: np.ndarray, below_ids: np.ndarray,
+                 ground_below: np.ndarray, segments: _Segments, table: GroundLookup) -> List[GroundObject]:
         """Things from their candidate bottom pixels (flat pixel index, segment id, ground below?).
 
         The lowest candidate of each thing in each image column is its ground contact there;
         it is trusted when the pixel below it is ground, not another object or the image border.
+        Candidates come in pixel order (row-major): a thing's lowest in a column is its last there.
         """
-        import torch
-
-        width_px = table.width_px
-        if pixels.numel() == 0:
+        if pixels.size == 0:
             return []
-        rows, cols = pixels // width_px, pixels % width_px
-        key = segment_ids.to(torch.int64) * width_px + cols
-        lowest = torch.full((int(seg_cat.numel()) * width_px,), -1, dtype=rows.dtype, device=rows.device)
-        lowest.scatter_reduce_(0, key, rows, reduce="amax")
-        keep = lowest[key] == rows
-        pixels, rows, cols = pixels[keep], rows[keep], cols[keep]
-        x = torch.index_select(table.edge_x_m.reshape(-1), 0, pixels)
-        y = torch.index_select(table.edge_y_m.reshape(-1), 0, pixels)
-
-        sid_np = segment_ids[keep].cpu().numpy()
-        below_np = below_ids[keep].cpu().numpy()
-        cols_np, rows_np = cols.cpu().numpy(), rows.cpu().numpy()
-        xy_np = torch.stack([x, y], 1).cpu().numpy().astype(np.float64)
+        width_px = table.width_px
+        _, keep = _last_wins(segment_ids.astype(np.int64) * width_px + pixels % width_px)
+        keep.sort()  # candidate order
+        pixels, sid_np, below_np = pixels[keep], segment_ids[keep], below_ids[keep]
+        rows_np, cols_np = pixels // width_px, pixels % width_px
+        xy_np = np.stack([table.edge_x_m.numpy().reshape(-1)[pixels],
+                          table.edge_y_m.numpy().reshape(-1)[pixels]], 1).astype(np.float64)
         finite = np.isfinite(xy_np[:, 0])
-        ok_np = ground_below[keep].cpu().numpy() & finite
-        cat_np, score_np = seg_cat.cpu().numpy(), seg_score.cpu().numpy()
+        ok_np = ground_below[keep] & finite
+        cat_np, score_np = segments.category, segments.score
 
         cam = table.camera
         # contacts on a raised surface (sidewalk) meet the ray at its height, not at z = 0:
         # along the ray that scales the horizontal offset from the camera by (h - z) / h
         cam_height_m = float(cam.extrinsics.translation()[2])
         scale = self._surface_scale(cat_np[below_np], cam_height_m)
-        cam_xy = np.asarray(table.camera_xy_m)
-        xy_np = cam_xy + (xy_np - cam_xy) * scale[:, None]
         camera_xy = table.camera_xy_m
-        focal_px = float(cam.intrinsics.camera_matrix[1, 1])
-        height_m = float(cam.extrinsics.height_m)
-        last_row, last_col = table.height_px - 1, table.width_px - 1
-        min_cols = self._config.min_contact_columns
+        cam_xy = np.asarray(camera_xy)
+        xy_np = cam_xy + (xy_np - cam_xy) * scale[:, None]
+
+        # Contacts grouped by segment (ascending id, column order kept within one): group k holds
+        # sorted positions starts[k] .. starts[k] + counts[k] - 1, and owner maps a contact to k.
         order = np.argsort(sid_np, kind="stable")
-        ids, starts = np.unique(sid_np[order], return_index=True)
-        bounds = np.r_[starts, len(order)]
-        objects = []
+        ids, starts, counts = np.unique(sid_np[order], return_index=True, return_counts=True)
+        owner = np.repeat(np.arange(len(ids)), counts)
+        xy_s, ok_s, finite_s = xy_np[order], ok_np[order], finite[order]
+        categories = cat_np[ids]
+        with np.errstate(invalid="ignore"):
+            dist = np.hypot(xy_s[:, 0] - cam_xy[0], xy_s[:, 1] - cam_xy[1])
+        nearest = np.minimum.reduceat(np.where(ok_s, dist, np.inf), starts)
+        good = ok_s & (dist <= (nearest + self._reach_m[categories])[owner])
+        n_good = np.bincount(owner[good], minlength=len(ids))
+        contact_visible = n_good >= self._config.min_contact_columns
+        # without enough ground contact, every contact below the horizon bounds the position
+        use = np.where(contact_visible[owner], good, finite_s)
+        n_use = np.bincount(owner[use], minlength=len(ids))
+        last_row, last_col = table.height_px - 1, table.width_px - 1
+        at_border = (cols_np == 0) | (cols_np == last_col) | (rows_np == last_row)
+        truncated = np.bincount(owner[at_border[order]], minlength=len(ids)) > 0
+
         carried = {}
-        for k, segment_id in enumerate(ids.tolist()):
-            members = order[bounds[k]:bounds[k + 1]]
-            category = int(cat_np[segment_id])
-            carriers = self._carriers[category]
-            if carriers:
-                below_cats = cat_np[below_np[members]]
-                on = below_np[members][np.isin(below_cats, carriers)]
-                if on.size:  # the carrier seen most directly below it
-                    carried[int(segment_id)] = int(np.bincount(on).argmax())
-            good = members[ok_np[members]]
-            prior = self._priors[category]
-            if good.size:
-                dist = np.hypot(*(xy_np[good] - cam_xy).T)
-                reach = self._config.overhang_diagonals * float(np.hypot(prior.length_m, prior.width_m))
-                good = good[dist <= dist.min() + reach]
-            truncated = bool((cols_np[members] == 0).any() or (cols_np[members] == last_col).any()
-                             or (rows_np[members] == last_row).any())
-            contact_visible = len(good) >= min_cols
-            use = good if contact_visible else members[finite[members]]
-            if len(use) == 0:
-                continue  # the whole mask is above the horizon: no ground position
-            footprint = fit_footprint(xy_np[use], camera_xy, prior)
-            cov = position_covariance(footprint, camera_xy, height_m, focal_px, prior,
-                                      self._config.uncertainty, contact_visible)
+        for k in np.flatnonzero([bool(self._carriers[c]) for c in categories]).tolist():
+            members = order[starts[k]:starts[k] + counts[k]]
+            below_cats = cat_np[below_np[members]]
+            on = below_np[members][np.isin(below_cats, self._carriers[categories[k]])]
+            if on.size:  # the carrier seen most directly below it
+                carried[int(ids[k])] = int(np.bincount(on).argmax())
+
+        placed = np.flatnonzero(n_use > 0)  # none: the whole mask is above the horizon
+        priors = [self._priors[c] for c in categories[placed].tolist()]
+        footprints = fit_footprints(xy_s[use], n_use[placed], camera_xy, priors)
+        covariances = position_covariances(
+            footprints, camera_xy, float(cam.extrinsics.height_m), float(cam.intrinsics.camera_matrix[1, 1]),
+            priors, self._config.uncertainty, contact_visible[placed])
+        objects = []
+        for k, footprint, cov in zip(placed.tolist(), footprints, covariances):
+            segment_id, category = int(ids[k]), int(categories[k])
             objects.append(GroundObject(
-                segment_id=int(segment_id), category=category,
+                segment_id=segment_id, category=category,
                 class_name=self._labels.categories[category].name, score=float(score_np[segment_id]),
                 footprint=footprint,
                 range_m=float(np.hypot(footprint.x_m - camera_xy[0], footprint.y_m - camera_xy[1])),
-                covariance_xy=tuple(float(v) for v in cov.ravel()), contact_columns=int(len(good)),
-                contact_visible=contact_visible, truncated=truncated))
+                covariance_xy=tuple(float(v) for v in cov.ravel()), contact_columns=int(n_good[k]),
+                contact_visible=bool(contact_visible[k]), truncated=bool(truncated[k])))
         return self._place_carried(objects, carried, camera_xy)
 
     def _place_carried(self, objects: List[GroundObject], carried: Dict[int, int],
