@@ -3,20 +3,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 from pathlib import Path
 
+from panoptic_perception.commands._input_size import input_size_arg, with_input_size
 from panoptic_perception.errors import ConfigError
 
 HELP = "pre-build the TensorRT engine or ONNX file of a checkpoint into the engine cache"
-
-
-def _input_size(text: str) -> tuple:
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"input size must look like WIDTHxHEIGHT (e.g. 640x192), "
-                                         f"got {text!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cache slot beside the checkpoint, where the node looks")
     parser.add_argument("--precision", choices=["fp16", "fp32", "int8"], default=None,
                         help="tensorrt precision (default: from --runtime-config, fp16); onnx is always fp32")
-    parser.add_argument("--input-size", type=_input_size, default=None, metavar="WxH",
+    parser.add_argument("--input-size", type=input_size_arg, default=None, metavar="WxH",
                         help="static input size (multiples of 64); default: the checkpoint's model config")
     parser.add_argument("--runtime-config", type=Path, default=None,
                         help="runtime YAML (default: config/runtime.yaml): workspace, cache dir, opset ...")
@@ -68,12 +60,7 @@ def run(args: argparse.Namespace) -> int:
     runtime = dataclasses.replace(runtime, **changes)
 
     state_dict, model_config, _meta = load_checkpoint(args.model)
-    if args.input_size is not None:
-        width, height = args.input_size
-        try:
-            model_config = dataclasses.replace(model_config, input_width=width, input_height=height)
-        except ValueError as exc:
-            raise ConfigError(f"--input-size {width}x{height}: {exc}") from exc
+    model_config = with_input_size(model_config, args.input_size)
     model = build_eval_model(model_config, state_dict, str(args.model))
     result = create_backend_for_module(model, model_config, runtime, state_dict_digest(state_dict),
                                        checkpoint_path=args.model, force_rebuild=args.force)

@@ -2,23 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import re
 import tempfile
 from pathlib import Path
 
+from panoptic_perception.commands._input_size import input_size_arg, with_input_size
 from panoptic_perception.errors import ConfigError
 
 HELP = "import detectron2 Panoptic FPN weights (.pkl / .pth, file or --url) into a checkpoint"
 
 DEFAULT_CONFIG = "model_detectron2_r50"
-
-
-def _input_size(text: str) -> tuple:
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"input size must look like WIDTHxHEIGHT (e.g. 1344x448), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint to write, e.g. models/panoptic_fpn_r50_coco.pt")
     parser.add_argument("--config", default=None,
                         help=f"model config YAML describing the network (default: config/{DEFAULT_CONFIG}.yaml)")
-    parser.add_argument("--input-size", type=_input_size, default=None, metavar="WxH",
+    parser.add_argument("--input-size", type=input_size_arg, default=None, metavar="WxH",
                         help="static input size stored in the checkpoint (multiples of 64); default: the config's")
     parser.add_argument("--download-dir", type=Path, default=None,
                         help="keep the downloaded file here (default: a temporary directory, deleted after)")
@@ -50,12 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out must be a .pt checkpoint path, got {args.out}")
     config_path = named_config_file(args.config or DEFAULT_CONFIG, CONFIG_DIR, "model config")
     config = load_model_config(config_path)
-    if args.input_size is not None:
-        width, height = args.input_size
-        try:
-            config = dataclasses.replace(config, input_width=width, input_height=height)
-        except ValueError as exc:
-            raise ConfigError(f"--input-size {width}x{height}: {exc}") from exc
+    config = with_input_size(config, args.input_size)
 
     if args.url is None:
         result = import_detectron2(args.checkpoint, args.out, config)
