@@ -163,3 +163,11 @@ def test_grid_config_defaults_to_the_models_own_file_unless_a_parameter_names_on
     assert load_node_params({}).grid_config_with_overrides(coco) != load_grid_config()
     chosen = load_node_params({"grid_config": str(CONFIG_DIR / "grid.yaml")}).grid_config_with_overrides(coco)
     assert chosen == load_grid_config()
+
+
+def test_readme_parameter_table_is_the_generated_one():
+    from panoptic_perception.paths import SHARE_ROOT
+    from panoptic_perception.ros.params import params_markdown_table
+
+    readme = (SHARE_ROOT / "README.md").read_text()
+    assert params_markdown_table().strip() in readme, "regenerate the README table with params_markdown_table()"
