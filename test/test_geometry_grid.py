@@ -48,6 +48,8 @@ def test_grid_yaml_carries_priors_for_every_cityscapes_thing():
     ({"free_classes": ["road"], "obstacle_classes": ["road"]}, "both free and obstacle"),
     ({"thing_priors": {"car": {"length_m": -1.0}}}, "positive"),
     ({"evidnce": {}}, "evidnce"),
+    ({"min_pixels_per_cell": 0}, "min_pixels_per_cell"),
+    ({"max_pixels_per_cell": 4, "min_pixels_per_cell": 5}, "min_pixels_per_cell"),
 ])
 def test_bad_grid_config_is_named(data, match):
     with pytest.raises(ConfigError, match=match):

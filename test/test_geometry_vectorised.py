@@ -3,7 +3,9 @@
 `projection_reference.npz` holds what the per-object implementation (commit 693cef9: a numpy fit,
 covariance and rasterisation per object, torch grids) produced for the scenes below; regenerate
 it with `python test/test_geometry_vectorised.py OUT.npz` run against that checkout (this file
-imports modules, not the batched names, so that it loads there).
+imports modules, not the batched names, so that it loads there). That implementation had no
+minimum evidence for sparsely seen cells: it is compared with min_pixels_per_cell = 1 (a gain of 1
+everywhere), and the default's gain is checked against it separately.
 """
 from __future__ import annotations
 
@@ -63,9 +65,13 @@ def _scenes() -> Dict[str, Tuple[Camera, Dict[str, torch.Tensor]]]:
             "small": (small, to_torch(render(small, Street(boxes=street[::2]), num_slots=40)))}
 
 
-def _project(camera: Camera, outputs: Dict[str, torch.Tensor]):
-    config = replace(load_grid_config(), surface_height_m={"sidewalk": 0.14})
-    return projection.GroundProjector(camera, config, load_label_space("cityscapes")).project(outputs)
+def _projector(camera: Camera, **overrides) -> projection.GroundProjector:
+    config = replace(load_grid_config(), surface_height_m={"sidewalk": 0.14}, **overrides)
+    return projection.GroundProjector(camera, config, load_label_space("cityscapes"))
+
+
+def _project(camera: Camera, outputs: Dict[str, torch.Tensor], **overrides):
+    return _projector(camera, **overrides).project(outputs)
 
 
 def _object_rows(found) -> np.ndarray:
@@ -94,7 +100,7 @@ def reference():
 @pytest.mark.parametrize("name", ["kitti", "confidence", "small"])
 def test_projection_reproduces_the_per_object_implementation(name, reference):
     camera, outputs = _scenes()[name]
-    result = _project(camera, outputs)
+    result = _project(camera, outputs, min_pixels_per_cell=1)
     np.testing.assert_array_equal(result.occupancy.numpy(), reference[f"{name}/occupancy"])
     np.testing.assert_array_equal(result.class_grid.numpy(), reference[f"{name}/class_grid"])
     # free evidence is now summed per class and scaled once: float32 rounding, nothing more
@@ -105,6 +111,29 @@ def test_projection_reproduces_the_per_object_implementation(name, reference):
                                                "truncated", "heading_rad", "length_m", "width_m")]
     np.testing.assert_array_equal(got[:, exact], want[:, exact])
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["kitti", "confidence", "small"])
+def test_sparse_cell_gain_only_decides_cells_the_reference_left_unknown(name, reference):
+    """The default min_pixels_per_cell scales the evidence of sparsely seen cells and nothing else:
+    objects, densely seen cells and every cell the reference decided stay as they were."""
+    camera, outputs = _scenes()[name]
+    projector = _projector(camera)
+    assert projector.config.min_pixels_per_cell > 1
+    result = projector.project(outputs)
+    height_px, width_px = outputs["segment_map"].shape
+    sparse = projector.lookup(int(width_px), int(height_px)).cell_gain.numpy().reshape(result.occupancy.shape) > 1
+    log_odds, want = result.log_odds.numpy(), reference[f"{name}/log_odds"]
+    np.testing.assert_allclose(log_odds[~sparse], want[~sparse], rtol=0, atol=1e-5)
+    changed = np.abs(log_odds - want) > 1e-5
+    assert changed.sum() > 1000  # far cells of every scene are sparse and carry evidence
+    occupancy, want_occupancy = result.occupancy.numpy(), reference[f"{name}/occupancy"]
+    decided = want_occupancy != -1
+    np.testing.assert_array_equal(occupancy[decided], want_occupancy[decided])
+    np.testing.assert_array_equal(result.class_grid.numpy()[decided], reference[f"{name}/class_grid"][decided])
+    np.testing.assert_allclose(_object_rows(result.objects), reference[f"{name}/objects"], rtol=1e-9, atol=1e-12)
+    if name == "confidence":  # per-pixel confidences below 1: sparse cells the reference left unknown are free now
+        assert ((want_occupancy == -1) & (occupancy == 0)).sum() > 1000
 
 
 def test_reference_scenes_exercise_every_branch(reference):

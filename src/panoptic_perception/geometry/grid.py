@@ -140,6 +140,14 @@ class GridConfig:
     uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
     # Pixels mapped per grid cell near the camera are capped: beyond a few they add cost, not evidence.
     max_pixels_per_cell: int = 16
+    # Far away one pixel spans several cells, so a cell the camera sees gets only one or two samples
+    # and a single sample's evidence (free_per_pixel times a confidence below 1) misses the free
+    # threshold: rows of unknown between rows of free. A cell seen through fewer samples than this
+    # counts their evidence as if it had this many (the mean weight times this count), so with the
+    # default evidence a sparsely seen cell is free when its pixels are on average at least 1/this
+    # sure of ground, and it never outweighs a cell seen by more pixels. Obstacle contacts get the
+    # same minimum over the pixel edges that land in a cell, so they keep outweighing ground there.
+    min_pixels_per_cell: int = 2
     min_contact_columns: int = 2  # fewer visible ground-contact columns -> no object
     # A contact is trusted only when the pixel below it is ground of one of these kinds.
     contact_below_classes: Optional[Tuple[str, ...]] = None  # None -> free_classes
@@ -160,6 +168,9 @@ class GridConfig:
             raise ValueError(f"surface_height_m values must be within [0, 2) m, got {self.surface_height_m}")
         if self.max_pixels_per_cell < 1 or self.min_contact_columns < 1:
             raise ValueError("max_pixels_per_cell and min_contact_columns must be >= 1")
+        if not 1 <= self.min_pixels_per_cell <= self.max_pixels_per_cell:
+            raise ValueError(f"min_pixels_per_cell must be within [1, max_pixels_per_cell = "
+                             f"{self.max_pixels_per_cell}], got {self.min_pixels_per_cell}")
 
     def prior_for(self, class_name: str) -> ThingPrior:
         return self.thing_priors.get(class_name, self.default_thing_prior)

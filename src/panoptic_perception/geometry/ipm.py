@@ -9,6 +9,14 @@ Two kinds of sample feed a cell's ground evidence:
   camera, capped at `max_pixels_per_cell`, spread evenly over the cell's pixels);
 - inverse: for a cell that no pixel centre lands in (far away, where one pixel row spans several
   cells), the pixel its own centre projects to, so that distant visible ground is not left unknown.
+
+Far away a cell thus has one or two samples, and their summed evidence stays short of the free
+threshold whenever the network is less than certain: rows of unknown between rows of free. So a
+cell seen through fewer samples than `min_pixels_per_cell` has its per-pixel evidence (ground
+votes and obstacle contacts together) multiplied by min_pixels_per_cell / its samples: it counts as
+seen by that many pixels of its samples' mean weight, never more. The gain belongs to the cell
+(all its samples, whatever they show in a frame), so a cell half hidden behind an object does not
+borrow evidence from its visible half, and a hidden cell (no ground evidence) stays unknown.
 """
 from __future__ import annotations
 
@@ -35,6 +43,7 @@ class GroundLookup:
     camera: Camera  # the camera at this image size (intrinsics scaled if needed)
     sample_pixel: torch.Tensor  # int32 [N], flat pixel index v * width + u, ascending (cache-friendly)
     sample_cell: torch.Tensor  # int32 [N], flat cell index row * grid width + col
+    cell_gain: torch.Tensor  # float32 [num_cells], multiplier of a cell's per-pixel evidence (>= 1)
     edge_x_m: torch.Tensor  # float32 [H, W], ground x of each pixel's bottom edge centre (NaN: sky)
     edge_y_m: torch.Tensor  # float32 [H, W]
     edge_cell: torch.Tensor  # int64 [H, W], cell of that edge point; num_cells where outside the grid
@@ -48,7 +57,8 @@ class GroundLookup:
 
     def to(self, device) -> GroundLookup:
         return replace(self, sample_pixel=self.sample_pixel.to(device),
-                       sample_cell=self.sample_cell.to(device), edge_x_m=self.edge_x_m.to(device),
+                       sample_cell=self.sample_cell.to(device), cell_gain=self.cell_gain.to(device),
+                       edge_x_m=self.edge_x_m.to(device),
                        edge_y_m=self.edge_y_m.to(device),
                        edge_cell=self.edge_cell.to(device))
 
@@ -72,8 +82,15 @@ def _cap_per_cell(pixel: np.ndarray, cell: np.ndarray, max_per_cell: int) -> Tup
     return pixel[keep], cell[keep]
 
 
+def sparse_cell_gain(sample_cell: np.ndarray, num_cells: int, min_pixels_per_cell: int) -> np.ndarray:
+    """float32 [num_cells]: min_pixels_per_cell / samples for a cell with fewer samples, else 1."""
+    count = np.bincount(sample_cell, minlength=num_cells)
+    gain = min_pixels_per_cell / np.maximum(count, 1)
+    return np.where((count > 0) & (gain > 1.0), gain, 1.0).astype(np.float32)
+
+
 def build_ground_lookup(camera: Camera, width_px: int, height_px: int, geometry: GridGeometry,
-                        max_pixels_per_cell: int = 16) -> GroundLookup:
+                        max_pixels_per_cell: int = 16, min_pixels_per_cell: int = 1) -> GroundLookup:
     """Precompute the pixel <-> cell tables (numpy, once), returned as CPU torch tensors."""
     import torch
 
@@ -126,6 +143,7 @@ def build_ground_lookup(camera: Camera, width_px: int, height_px: int, geometry:
         width_px=width_px, height_px=height_px, geometry=geometry, camera=cam,
         sample_pixel=torch.from_numpy(sample_pixel[order].astype(np.int32)),
         sample_cell=torch.from_numpy(sample_cell[order].astype(np.int32)),
+        cell_gain=torch.from_numpy(sparse_cell_gain(sample_cell, n_cells, min_pixels_per_cell)),
         edge_x_m=torch.from_numpy(edge_x), edge_y_m=torch.from_numpy(edge_y),
         edge_cell=torch.from_numpy(edge_cell.reshape(height_px, width_px).astype(np.int64)),
         first_row=first_row, num_forward=int(fwd_pixel.size),

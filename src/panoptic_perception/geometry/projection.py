@@ -13,7 +13,8 @@ under "pixel_confidence" (or "confidence").
   upper part would smear to the horizon.
 - A cell is unknown without evidence: outside the field of view, or hidden along the camera's
   rays behind an object (its pixels show the object, not the ground). Evidence is summed as
-  log-odds weighted by confidence.
+  log-odds weighted by confidence; a far cell seen through fewer than min_pixels_per_cell
+  samples counts as seen by that many (ipm.py), so distant ground is not striped with unknown.
 
 Tables depend only on camera, image size and grid; they are rebuilt when one of those changes.
 A frame has two parts. The per-pixel work (ground votes, the final grids) is torch gathers and
@@ -176,7 +177,7 @@ class GroundProjector:
             cpu = self._lookups.get(cpu_key)
             if cpu is None:
                 cpu = build_ground_lookup(self._camera, width_px, height_px, self._geometry,
-                                          self._config.max_pixels_per_cell)
+                                          self._config.max_pixels_per_cell, self._config.min_pixels_per_cell)
                 self._lookups[cpu_key] = cpu
             table = cpu if key == cpu_key else cpu.to(device)
             self._lookups[key] = table
@@ -292,6 +293,9 @@ class GroundProjector:
         o_w = segments.score[o_seg] if confidence is None else _take(confidence, o_pix)
         log_odds.index_add_(0, torch.from_numpy(o_cell).to(device),
                             torch.from_numpy(o_w * np.float32(ev.obstacle_per_contact)).to(device))
+        # far cells seen through few samples: the table's gain scales their per-pixel evidence up
+        # to min_pixels_per_cell samples' worth (ground and obstacle alike, so their balance holds)
+        log_odds.mul_(table.cell_gain)
         occupied_class = np.full(n_cells, CLASS_UNKNOWN, dtype=np.uint8)
         cells, last = _last_wins(o_cell)
         occupied_class[cells] = segments.category[o_seg[last]]
