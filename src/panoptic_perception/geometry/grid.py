@@ -142,11 +142,11 @@ class GridConfig:
     max_pixels_per_cell: int = 16
     # Far away one pixel spans several cells, so a cell the camera sees gets only one or two samples
     # and a single sample's evidence (free_per_pixel times a confidence below 1) misses the free
-    # threshold: rows of unknown between rows of free. A cell seen through fewer samples than this
-    # counts their evidence as if it had this many (the mean weight times this count), so with the
-    # default evidence a sparsely seen cell is free when its pixels are on average at least 1/this
-    # sure of ground, and it never outweighs a cell seen by more pixels. Obstacle contacts get the
-    # same minimum over the pixel edges that land in a cell, so they keep outweighing ground there.
+    # threshold: rows of unknown between rows of free. The per-pixel evidence of a cell seen through
+    # fewer samples than this (ground votes and obstacle contacts alike, so their balance holds) is
+    # scaled as if it had this many: with the default evidence such a cell is free when its pixels
+    # are on average at least 1/this sure of ground, and it never outweighs a cell seen by more.
+    # 1 turns the scaling off.
     min_pixels_per_cell: int = 2
     min_contact_columns: int = 2  # fewer visible ground-contact columns -> no object
     # A contact is trusted only when the pixel below it is ground of one of these kinds.
