@@ -211,3 +211,27 @@ def test_compare_fusion_arguments_are_checked(tiny_model, drives, capsys):
     assert "twice" in capsys.readouterr().err
     assert cli.main(["eval", "--model", str(tiny_model), "--data", str(drives), "--markdown", "x.md"]) == 2
     assert "--compare-fusion" in capsys.readouterr().err
+
+
+def test_comparison_tables_mark_the_best_fusion_per_class(dataset):
+    from panoptic_perception.eval.report import comparison_to_dict, format_comparison, format_comparison_markdown
+
+    *_, noisy = dataset
+    rng = np.random.default_rng(3)
+    perfect = PQAccumulator(SPACE)
+    for _ in range(4):
+        gt, gt_segs, _, _ = synth_frame(rng, 60, 160)
+        perfect.add(gt, gt_segs, gt, gt_segs)
+    results = {"exact": perfect.result(), "noisy": noisy}
+    markdown = format_comparison_markdown(results)
+    car = next(line for line in markdown.splitlines() if line.startswith("| car |"))
+    cells = [c.strip() for c in car.strip("|").split("|")]
+    assert cells[3] == "**100.00**" and not cells[4].startswith("**")  # PQ exact, PQ noisy
+    assert cells[5] == "**100.00**"  # IoU exact
+    absent = [c.name for c in noisy.per_class if c.tp + c.fp + c.fn == 0
+              and results["exact"].class_by_name(c.name).tp == 0]
+    assert absent and all(f"| {name} |" not in markdown for name in absent)
+    text = format_comparison(results)
+    assert "100.00*" in text and f"{noisy.all.pq:.2f}" in text
+    data = comparison_to_dict(results)
+    assert data["modes"] == ["exact", "noisy"] and data["results"]["exact"]["All"]["pq"] == pytest.approx(100.0)

@@ -66,6 +66,9 @@ def test_head_rejects_wrong_semantic_shape():
 
 
 def test_loss_is_bce_over_valid_instances_and_trains_the_head():
+    # The semantic kernels start random: a draw whose channel-1 kernel is all negative leaves that
+    # channel dead behind the ReLU (about 1 draw in 40), so the test fixes the draw.
+    torch.manual_seed(0)
     head = ConvPanopticHead(1, 2)
     sem = torch.zeros(1, 2, H, W)
     sem[0, 1, :, W // 2:] = 1.0  # the "right half" channel

@@ -77,10 +77,11 @@ def comparison_to_dict(results: Dict[str, PQResult]) -> Dict[str, Any]:
 
 
 def _best(values: List[float]) -> List[bool]:
-    present = [v for v in values if not math.isnan(v)]
-    top = max(present) if present else float("nan")
-    # a tie marks every winner; differences below the printed precision are ties
-    return [not math.isnan(v) and round(v, 1) == round(top, 1) and len(present) > 1 for v in values]
+    """Which values are the best (ties below the printed precision mark every winner; no mark when all tie)."""
+    present = [round(v, 2) for v in values if not math.isnan(v)]
+    if len(set(present)) < 2:
+        return [False] * len(values)
+    return [not math.isnan(v) and round(v, 2) == max(present) for v in values]
 
 
 def _comparison_rows(results: Dict[str, PQResult], mark) -> tuple:
@@ -116,7 +117,8 @@ def format_comparison(results: Dict[str, PQResult]) -> str:
         results, lambda text, best: text + ("*" if best else " "))
     images = next(iter(results.values())).num_images
     return (_table(summary_header, summary) + f"\n({images} images, same frames for every fusion)\n\n"
-            + _table(class_header, rows) + "\n* best of the fusions for that class (ties marked on all); "
+            + _table(class_header, rows)
+            + "\n* best of the fusions for that class (ties marked on all, none when all tie); "
             "GT = ground-truth segments")
 
 
@@ -135,4 +137,4 @@ def format_comparison_markdown(results: Dict[str, PQResult]) -> str:
     return (_markdown_table(summary_header, summary) + "\n\n"
             + _markdown_table(class_header, rows)
             + f"\n\nPQ, SQ, RQ, IoU in percent on {images} images; GT = ground-truth segments of the class; "
-            "bold = best fusion for the class.\n")
+            "bold = best fusion for the class (none when all tie).\n")
