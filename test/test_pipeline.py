@@ -82,3 +82,16 @@ def test_fusion_overrides_reach_the_compiled_model(tiny_model):
     assert Pipeline(config).model_config.fusion.instance_score_threshold == 0.9
     with pytest.raises(ConfigError, match="no_such_field"):
         Pipeline(dataclasses.replace(config, fusion_overrides={"no_such_field": 1}))
+
+
+def test_fusion_mode_override_adds_or_drops_the_conv_head_weights(tiny_model):
+    import pytest
+
+    from panoptic_perception.errors import ConfigError
+    from panoptic_perception.pipeline import Pipeline, PipelineConfig
+
+    jsis = Pipeline(PipelineConfig(model_path=str(tiny_model), project_grid=False, fusion_overrides={"mode": "jsis"}))
+    assert jsis.model_config.fusion.mode == "jsis"
+    with pytest.raises(ConfigError, match="no trained panoptic head"):
+        Pipeline(PipelineConfig(model_path=str(tiny_model), project_grid=False,
+                                fusion_overrides={"mode": "conv_head"}))

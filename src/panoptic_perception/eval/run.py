@@ -2,17 +2,13 @@
 same frames through several fusion modes of one checkpoint (`eval --compare-fusion`)."""
 from __future__ import annotations
 
-import dataclasses
 import typing
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
-
-import torch
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.eval.pq import PQAccumulator, PQResult
 from panoptic_perception.labels import LabelSpace
-from panoptic_perception.model.panoptic_head import STATE_PREFIX as CONV_HEAD_PREFIX
 from panoptic_perception.runtime.config import RuntimeConfig
 
 
@@ -30,45 +26,19 @@ def evaluate_pipeline(pipeline, dataset, label_space: LabelSpace, max_frames: Op
     return acc.result()
 
 
-def state_for_fusion(state_dict: Mapping[str, torch.Tensor], mode: str, source: str) -> Dict[str, torch.Tensor]:
-    """The checkpoint's weights for a model whose fusion runs in `mode`.
-
-    Only conv_head fusion has weights of its own: other modes leave them out; conv_head needs them
-    (an untrained head would only sharpen the masks, which is not seed 000's method).
-    """
-    own = {name: value for name, value in state_dict.items() if not name.startswith(CONV_HEAD_PREFIX)}
-    if mode != "conv_head":
-        return own
-    if len(own) == len(state_dict):
-        raise ConfigError(f"fusion conv_head: {source} holds no trained panoptic head ({CONV_HEAD_PREFIX}*); "
-                          "train one with `python -m panoptic_perception train --config "
-                          "config/train_panoptic_head.yaml`")
-    return dict(state_dict)
-
-
 def fusion_pipelines(model_path: str | Path, modes: Sequence[str], runtime: RuntimeConfig
                      ) -> Iterator[Tuple[str, object]]:
-    """(mode, Pipeline) for each fusion mode on one checkpoint's network, built one at a time.
-
-    The checkpoint's own weights and config with only fusion.mode changed; each Pipeline gets the
-    model in memory because a config override cannot add or drop the head's weights on load.
-    """
-    from panoptic_perception.model.checkpoint import load_checkpoint
+    """(mode, Pipeline) for each fusion mode of one checkpoint (fusion.mode overridden), one at a time."""
     from panoptic_perception.model.config import FusionConfig
-    from panoptic_perception.pipeline import Pipeline, PipelineConfig, resolve_path
-    from panoptic_perception.runtime.model_loader import build_eval_model
+    from panoptic_perception.pipeline import Pipeline, PipelineConfig
 
     allowed = typing.get_args(typing.get_type_hints(FusionConfig)["mode"])
     unknown = [m for m in modes if m not in allowed]
     if unknown or not modes:
         raise ConfigError(f"fusion modes must be some of {', '.join(allowed)}, got {', '.join(modes) or 'none'}")
-    path = resolve_path(model_path)
-    state_dict, model_config, _ = load_checkpoint(path)
     for mode in modes:
-        config = dataclasses.replace(model_config, fusion=dataclasses.replace(model_config.fusion, mode=mode))
-        module = build_eval_model(config, state_for_fusion(state_dict, mode, str(path)), str(path))
-        yield mode, Pipeline(PipelineConfig(runtime=runtime, project_grid=False), module=module,
-                             model_config=config)
+        yield mode, Pipeline(PipelineConfig(model_path=str(model_path), runtime=runtime, project_grid=False,
+                                            fusion_overrides={"mode": mode}))
 
 
 def compare_fusions(model_path: str | Path, modes: Sequence[str], dataset, runtime: RuntimeConfig,
