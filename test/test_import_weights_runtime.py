@@ -15,10 +15,11 @@ detections, so masks, stuff and fusion all run.
   config/grid_coco_panoptic.yaml), and ~overlay is pixel for pixel what draw_overlay draws from the
   node's own ~panoptic and ~semantic with the COCO label space, "name score" labels included.
 
-Cost on a quiet 2-core CPU is dominated by one torch.export of R-50 (shared by the ONNX and the
-op-coverage checks), the ONNX export and one onnxruntime frame (R-50's adaptive ROIAlign samples
-16 points per bin, which onnxruntime's GridSample runs several times slower than torch), and the
-node's start. Every test here is marked slow.
+Cost: 80 s on this 2-core CPU under a load average of ~2.4 (1 thread), mostly one torch.export of
+R-50 (shared by the ONNX and the op-coverage checks, ~11 s), the ONNX export plus one onnxruntime
+frame (~39 s: R-50's adaptive ROIAlign samples 16 points per bin, which onnxruntime's GridSample
+runs several times slower than torch), the op-coverage decomposition (~11 s) and the node (~12 s).
+Every test here is marked slow.
 """
 from __future__ import annotations
 
