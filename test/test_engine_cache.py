@@ -170,3 +170,18 @@ def test_state_dict_digest_is_content_based():
     assert state_dict_digest(changed) != state_dict_digest(a)
     reshaped = dict(a, w=a["w"].reshape(3, 2))
     assert state_dict_digest(reshaped) != state_dict_digest(a)
+
+
+def test_cache_key_changes_with_the_model_code(tmp_path):
+    from panoptic_perception.runtime.engine_cache import graph_code_digest, source_digest
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    before = source_digest(tmp_path)
+    (tmp_path / "notes.txt").write_text("still not code")
+    assert source_digest(tmp_path) == before
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert source_digest(tmp_path) != before
+    key = make_cache_key(backend="onnxruntime", weights_digest="w", model_config={"a": 1},
+                         input_shape=(1, 3, 64, 64), precision="fp32")
+    assert key["graph_code"] == graph_code_digest()

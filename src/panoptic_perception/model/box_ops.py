@@ -104,8 +104,8 @@ def decode_boxes(
 
 def clip_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Clamp boxes [..., 4] into the image [0, width] x [0, height] (detectron2 Boxes.clip)."""
-    x = boxes[..., 0::2].clamp(min=0, max=float(width))
-    y = boxes[..., 1::2].clamp(min=0, max=float(height))
+    x = boxes[..., 0::2].clamp(min=0.0, max=float(width))
+    y = boxes[..., 1::2].clamp(min=0.0, max=float(height))
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 

@@ -2,6 +2,7 @@
 
 One *slot* per (backend, model file, input size, precision): `<slot><suffix>` is the artifact and
 `<slot>.json` its manifest (the full cache key, the artifact's size and BLAKE2 digest, build time).
+The key includes a digest of the model code, so an updated package rebuilds too.
 A slot is reused only when the manifest's key equals the requested key field by field and the
 artifact's digest still matches; otherwise it is rebuilt and the log says which field changed or
 what was wrong with the file. A stale engine is therefore replaced rather than piling up.
@@ -21,6 +22,7 @@ import contextlib
 import dataclasses
 import datetime
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -67,6 +69,23 @@ def config_digest(config: Any) -> str:
     return hashlib.blake2b(json.dumps(data, sort_keys=True, default=str).encode(), digest_size=12).hexdigest()
 
 
+def source_digest(folder: Path) -> str:
+    """Digest of the *.py files directly in `folder` (names and contents)."""
+    h = hashlib.blake2b(digest_size=12)
+    for path in sorted(Path(folder).glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def graph_code_digest() -> str:
+    """Digest of the source that defines the inference graph (model/*.py): a package update that
+    changes the graph must rebuild cached engines even when weights and config are the same."""
+    import panoptic_perception.model as model_package
+
+    return source_digest(Path(model_package.__file__).parent)
+
+
 def make_cache_key(*, backend: str, weights_digest: str, model_config: Any, input_shape: Tuple[int, ...],
                    precision: str, environment: Optional[Mapping[str, Any]] = None) -> Dict[str, str]:
     """Every field whose change must invalidate a compiled artifact, as strings."""
@@ -77,6 +96,7 @@ def make_cache_key(*, backend: str, weights_digest: str, model_config: Any, inpu
         "input_shape": "x".join(str(int(v)) for v in input_shape),
         "precision": precision,
         "torch": torch.__version__,
+        "graph_code": graph_code_digest(),
     }
     for name, value in (environment or {}).items():
         key[name] = str(value)
