@@ -3,9 +3,10 @@
 `auto` rule:
   1. tensorrt   when torch_tensorrt imports and a CUDA device is present;
   2. torch      on CUDA (fp16, plus torch.compile / CUDA graphs when configured) when CUDA is present;
-  3. on CPU the faster CPU backend, which measured to be torch eager for the shipped light model
-     on a quiet 2-core machine (CPU_RULE_EVIDENCE); an earlier run that favoured onnxruntime was
-     taken while other jobs loaded the cores, which hurts torch's OpenMP threads most.
+  3. on CPU the faster CPU backend where it matters, inside the node: torch eager (its eager-only
+     shortcuts skip the mask head and fusion work of unused detections, and its OpenMP threads
+     sleep when idle) beat onnxruntime, whose spinning threads fight the node's ROS threads
+     (CPU_RULE_EVIDENCE). A bare `bench pipeline` on an idle machine can favour onnxruntime.
 A backend named explicitly is used or fails with the reason (never silently replaced); only `auto`
 falls back down the list, and `Backend.reason` says what it chose and why.
 """
@@ -25,8 +26,8 @@ from panoptic_perception.runtime.engine_cache import EngineCache, make_cache_key
 DEFAULT_CACHE_DIR = Path("~/.cache/panoptic_perception/engines")
 # Measured (bench backends, light ResNet-18 model at 640x192, 2-core CPU): torch eager 14.5 s/frame,
 # onnxruntime 4.4 s/frame (3.3x). Re-measure with `python -m panoptic_perception bench backends`.
-CPU_RULE_EVIDENCE = ("torch eager measured 1.3x onnxruntime on CPU for the shipped model "
-                     "(bench pipeline, bench/RESULTS.md)")
+CPU_RULE_EVIDENCE = ("in the node torch eager ran the shipped model at 5.2 fps, onnxruntime at 2.1 fps "
+                     "(bench node, bench/RESULTS.md)")
 
 
 def resolve_device(runtime_config: RuntimeConfig) -> torch.device:
