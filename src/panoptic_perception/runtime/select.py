@@ -3,10 +3,10 @@
 `auto` rule:
   1. tensorrt   when torch_tensorrt imports and a CUDA device is present;
   2. torch      on CUDA (fp16, plus torch.compile / CUDA graphs when configured) when CUDA is present;
-  3. on CPU the faster CPU backend where it matters, inside the node: torch eager (its eager-only
-     shortcuts skip the mask head and fusion work of unused detections, and its OpenMP threads
-     sleep when idle) beat onnxruntime, whose spinning threads fight the node's ROS threads
-     (CPU_RULE_EVIDENCE). A bare `bench pipeline` on an idle machine can favour onnxruntime.
+  3. on CPU torch eager: on idle cores onnxruntime is about 5 % faster, but its spinning thread
+     pool collapses as soon as a core is shared, while torch's OpenMP threads sleep when idle
+     (the package's default) and its eager-only shortcuts skip unused detections' work
+     (CPU_RULE_EVIDENCE). Name `onnxruntime` explicitly on a machine whose cores the node owns.
 A backend named explicitly is used or fails with the reason (never silently replaced); only `auto`
 falls back down the list, and `Backend.reason` says what it chose and why.
 """
@@ -26,8 +26,8 @@ from panoptic_perception.runtime.engine_cache import EngineCache, make_cache_key
 DEFAULT_CACHE_DIR = Path("~/.cache/panoptic_perception/engines")
 # Measured (bench backends, light ResNet-18 model at 640x192, 2-core CPU): torch eager 14.5 s/frame,
 # onnxruntime 4.4 s/frame (3.3x). Re-measure with `python -m panoptic_perception bench backends`.
-CPU_RULE_EVIDENCE = ("in the node torch eager ran the shipped model at 5.2 fps, onnxruntime at 2.1 fps "
-                     "(bench node, bench/RESULTS.md)")
+CPU_RULE_EVIDENCE = ("with one other busy core the node ran the shipped model at 4.4-5.2 fps on torch eager "
+                     "and 2.1 fps on onnxruntime; idle, 4.75 vs 4.99 fps (bench node, bench/RESULTS.md)")
 
 
 def resolve_device(runtime_config: RuntimeConfig) -> torch.device:
