@@ -63,3 +63,40 @@ def tiny_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     save_checkpoint(path, build_model(config).state_dict(), config, {"note": "random weights, tests only"})
     return path
+
+
+@pytest.fixture
+def drawn_texts(monkeypatch):
+    """The strings cv2.putText draws from now on in this test (overlay labels), in order."""
+    import cv2
+
+    texts = []
+    real_put_text = cv2.putText
+
+    def recording_put_text(image, text, *args, **kwargs):
+        texts.append(text)
+        return real_put_text(image, text, *args, **kwargs)
+
+    monkeypatch.setattr(cv2, "putText", recording_put_text)
+    return texts
+
+
+@pytest.fixture
+def onnx_export_from(monkeypatch):
+    """reuse(program) -> dict: later ONNX exports start from this torch.export program (traced once per
+    test module); the dict's "exporter" says which exporter ran."""
+    import panoptic_perception.runtime.onnx_export as onnx_export
+
+    real_export = onnx_export.export_onnx
+
+    def reuse(program) -> dict:
+        used = {}
+
+        def export_reusing_program(*args, **kwargs):
+            used["exporter"] = real_export(*args, exported=program, **kwargs)
+            return used["exporter"]
+
+        monkeypatch.setattr(onnx_export, "export_onnx", export_reusing_program)
+        return used
+
+    return reuse

@@ -68,18 +68,9 @@ def test_exported_program_matches_eager(setup):
     assert _compare("torch.export", out, eager) == 0.0
 
 
-def test_onnxruntime_matches_eager(setup, tmp_path, monkeypatch):
-    import panoptic_perception.runtime.onnx_export as onnx_export
-
+def test_onnxruntime_matches_eager(setup, tmp_path, onnx_export_from):
     config, model, image, eager, program = setup
-    real_export = onnx_export.export_onnx
-    used = {}
-
-    def export_reusing_program(*args, **kwargs):
-        used["exporter"] = real_export(*args, exported=program, **kwargs)
-        return used["exporter"]
-
-    monkeypatch.setattr(onnx_export, "export_onnx", export_reusing_program)
+    used = onnx_export_from(program)
     runtime = RuntimeConfig(backend="onnxruntime", engine_cache_dir=str(tmp_path), warmup_frames=0)
     backend = create_backend_for_module(model, config, runtime, weights_digest="seed0")
     mismatch = _compare("onnxruntime", backend.infer(image), eager)

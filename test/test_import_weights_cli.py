@@ -85,7 +85,7 @@ def test_argparse_rejects_unknown_source_and_non_pt_out(tmp_path, model_zoo_pkl,
 
 
 @pytest.mark.slow
-def test_imported_model_runs_in_the_pipeline_with_coco_names(imported_pt, monkeypatch):
+def test_imported_model_runs_in_the_pipeline_with_coco_names(imported_pt, drawn_texts):
     # The checkpoint alone configures everything (label space, BGR, mean, fit_pad); only the input size
     # is made small for a CPU test.
     pipeline = Pipeline(PipelineConfig(model_path=str(imported_pt), input_width=448, input_height=192,
@@ -102,18 +102,9 @@ def test_imported_model_runs_in_the_pipeline_with_coco_names(imported_pt, monkey
     things = [s for s in result.segments if s.is_thing]
     assert things, "random weights still give confident detections; none would leave the overlay untested"
 
-    import cv2
-
     from panoptic_perception.ros.visualization import draw_overlay
 
-    texts = []
-    real_put_text = cv2.putText
-
-    def recording_put_text(image, text, *args, **kwargs):
-        texts.append(text)
-        return real_put_text(image, text, *args, **kwargs)
-
-    monkeypatch.setattr(cv2, "putText", recording_put_text)
+    texts = drawn_texts
     overlay = draw_overlay(rgb, result.category_map, result.segment_map, result.segments, pipeline.label_space)
     assert overlay.shape == rgb.shape
     drawn = {text.rsplit(" ", 1)[0] for text in texts}

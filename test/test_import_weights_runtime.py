@@ -125,20 +125,10 @@ def test_the_imported_checkpoint_configures_the_pipeline(reference):
     assert raw["sem_logits"].shape == (1, 54, 128, 256)  # 53 stuff + things, detectron2's semantic head
 
 
-def test_onnxruntime_matches_torch(reference, imported_pt, street_frame, tmp_path, monkeypatch):
-    import panoptic_perception.runtime.onnx_export as onnx_export
-
+def test_onnxruntime_matches_torch(reference, imported_pt, street_frame, tmp_path, onnx_export_from):
     torch_pipeline, expected, expected_raw, program = reference
     rgb, _ = street_frame
-    real_export = onnx_export.export_onnx
-    used = {}
-
-    def export_reusing_program(*args, **kwargs):
-        # the same static graph the torch Pipeline runs, traced once for this module
-        used["exporter"] = real_export(*args, exported=program, **kwargs)
-        return used["exporter"]
-
-    monkeypatch.setattr(onnx_export, "export_onnx", export_reusing_program)
+    used = onnx_export_from(program)  # the same static graph the torch Pipeline runs
     pipeline = Pipeline(PipelineConfig(model_path=str(imported_pt),
                                        runtime=_runtime("onnxruntime", engine_cache_dir=str(tmp_path))))
     assert pipeline.backend.name == "onnxruntime" and used, pipeline.describe()
@@ -332,8 +322,7 @@ def test_node_grid_uses_the_coco_grid_config(node_frame, reference):
     assert np.mean(grid == expected.grid.occupancy) > 0.999
 
 
-def test_node_overlay_shows_coco_class_names(node_frame, street_frame, monkeypatch):
-    import cv2
+def test_node_overlay_shows_coco_class_names(node_frame, street_frame, drawn_texts):
 
     from panoptic_perception.ros.conversions import image_to_rgb, panoptic_msg_to_numpy
     from panoptic_perception.ros.visualization import draw_overlay
@@ -348,14 +337,7 @@ def test_node_overlay_shows_coco_class_names(node_frame, street_frame, monkeypat
     assert semantic.encoding == "mono8" and (semantic.width, semantic.height) == (WIDTH, HEIGHT)
     category_map = np.frombuffer(bytes(semantic.data), np.uint8).reshape(HEIGHT, semantic.step)[:, :WIDTH].copy()
 
-    texts = []
-    real_put_text = cv2.putText
-
-    def recording_put_text(image, text, *args, **kwargs):
-        texts.append(text)
-        return real_put_text(image, text, *args, **kwargs)
-
-    monkeypatch.setattr(cv2, "putText", recording_put_text)
+    texts = drawn_texts
     # the node's own maps and segment table through the node's drawing function, COCO label space
     expected = draw_overlay(rgb, category_map, ids, segments, coco)
     unlabelled = draw_overlay(rgb, category_map, ids, segments, coco, draw_labels=False)
