@@ -11,18 +11,10 @@ import math
 import os
 from typing import Dict, List, Tuple
 
+from panoptic_perception.size_args import size_list_arg
+
 HELP = "params, GFLOPs and latency of each backbone + FPN (default 640x192 and KITTI 1242x375)"
 _BACKBONES = ("resnet18", "mobilenetv2", "resnet50")
-
-
-def _parse_size(text: str) -> Tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from exc
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return width, height
 
 
 def round_up_64(size: Tuple[int, int]) -> Tuple[int, int]:
@@ -33,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbones", default=",".join(_BACKBONES),
                         help=f"comma-separated subset of {', '.join(_BACKBONES)}")
     parser.add_argument("--sizes", default="640x192,1242x375",
-                        type=lambda text: [_parse_size(v) for v in text.split(",")],
+                        type=size_list_arg,
                         help="comma-separated WIDTHxHEIGHT input sizes (rounded up to multiples of 64)")
     parser.add_argument("--fpn-channels", type=int, default=None,
                         help="FPN width (default: 128 for the light backbones as in model_resnet18.yaml, "

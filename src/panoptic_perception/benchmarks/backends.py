@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
+
+from panoptic_perception.size_args import size_arg, with_input_size
 
 HELP = "network-only latency per backend (torch eager, onnxruntime, tensorrt when present) on one model"
 
@@ -14,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model YAML (default: config/model_resnet18.yaml, the vehicle's light model)")
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint to load (default: seeded random weights)")
-    parser.add_argument("--input-size", default=None, metavar="WxH", help="override the model's input size")
+    parser.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
+                        help="override the model's input size")
     parser.add_argument("--backends", default="torch,onnxruntime",
                         help="comma list of torch, onnxruntime, tensorrt (default: torch,onnxruntime)")
     parser.add_argument("--precision", default="fp16", choices=["fp16", "fp32"], help="GPU precision")
@@ -39,9 +41,7 @@ def run(args: argparse.Namespace) -> dict:
         state_dict, config, _ = load_checkpoint(args.checkpoint)
     else:
         config = load_model_config(args.model_config or CONFIG_DIR / "model_resnet18.yaml")
-    if args.input_size:
-        width, height = (int(v) for v in args.input_size.lower().split("x"))
-        config = dataclasses.replace(config, input_width=width, input_height=height)
+    config = with_input_size(config, args.input_size)
 
     def fresh_model():
         if args.checkpoint:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from panoptic_perception.size_args import size_arg
+
 HELP = "node throughput (real roscore + roslaunch, camera fed faster than it runs) vs the Pipeline's"
 NODE = "/panoptic_perception"
 
@@ -29,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="node outputs ignored first (default: 3)")
     parser.add_argument("--rate-hz", type=float, default=15.0,
                         help="camera rate; above the node's throughput so it never waits (default: 15)")
-    parser.add_argument("--image-size", default="1242x375", help="camera image WxH (default: KITTI 1242x375)")
+    parser.add_argument("--image-size", type=size_arg, default="1242x375",
+                        help="camera image WxH (default: KITTI 1242x375)")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="give up after this long")
 
 
@@ -165,12 +168,11 @@ def _time_pipeline(args: argparse.Namespace, frames: list) -> Dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
-    from panoptic_perception.benchmarks.pipeline import _size
     from panoptic_perception.errors import ConfigError
 
     if args.frames < 2 or args.warmup < 0 or args.rate_hz <= 0:
         raise ConfigError("--frames must be >= 2, --warmup >= 0 and --rate-hz > 0")
-    image_w, image_h = _size(args.image_size, "--image-size")
+    image_w, image_h = args.image_size
     frames = _frame_messages(image_w, image_h)
     # The Pipeline first: after rospy has run in this process its threads linger and slow torch down.
     pipeline = _time_pipeline(args, frames)

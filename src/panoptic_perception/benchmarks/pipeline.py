@@ -7,6 +7,8 @@ import resource
 import time
 from typing import Dict, List
 
+from panoptic_perception.size_args import size_arg
+
 STAGES = ("preprocess_ms", "network_ms", "postprocess_ms", "projection_ms", "total_ms")
 HELP = "full Pipeline latency per stage (median / p90 / p99), fps and peak memory, per backend"
 
@@ -15,26 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", action="append", choices=["auto", "tensorrt", "torch", "onnxruntime"],
                         help="backend(s) to measure, in order (default: torch then onnxruntime)")
     parser.add_argument("--model", default="", help="checkpoint (default: the shipped model)")
-    parser.add_argument("--input-size", default=None, help="network input WxH override, e.g. 1280x384")
-    parser.add_argument("--image-size", default="1242x375", help="camera image WxH (default: KITTI 1242x375)")
+    parser.add_argument("--input-size", type=size_arg, default=None, help="network input WxH override, e.g. 1280x384")
+    parser.add_argument("--image-size", type=size_arg, default="1242x375",
+                        help="camera image WxH (default: KITTI 1242x375)")
     parser.add_argument("--frames", type=int, default=30, help="timed frames per backend (default: 30)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed frames first (default: 3)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--precision", choices=["fp32", "fp16"], default=None)
     parser.add_argument("--torch-compile", action="store_true", help="torch backend: torch.compile (CUDA)")
     parser.add_argument("--cuda-graphs", action="store_true", help="torch backend: CUDA graphs")
-
-
-def _size(text: str, name: str):
-    from panoptic_perception.errors import ConfigError
-
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise ConfigError(f"{name} must look like 1242x375, got {text!r}") from exc
-    if width <= 0 or height <= 0:
-        raise ConfigError(f"{name} must be positive, got {text!r}")
-    return width, height
 
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
@@ -50,14 +41,14 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
 
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError("--frames must be >= 1 and --warmup >= 0")
-    image_w, image_h = _size(args.image_size, "--image-size")
+    image_w, image_h = args.image_size
     world = StreetWorld(small_config(image_w, image_h), seed=42)
     frames = [world.render(i) for i in range(5)]
     base = load_pipeline_config()
     if args.model:
         base = dataclasses.replace(base, model_path=args.model)
     if args.input_size:
-        w, h = _size(args.input_size, "--input-size")
+        w, h = args.input_size
         base = dataclasses.replace(base, input_width=w, input_height=h)
     rows: List[Dict[str, object]] = []
     for backend in args.backend or ["torch", "onnxruntime"]:

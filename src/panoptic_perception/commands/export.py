@@ -5,8 +5,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from panoptic_perception.commands._input_size import input_size_arg, with_input_size
 from panoptic_perception.errors import ConfigError
+from panoptic_perception.size_args import size_arg, with_input_size
 
 HELP = "pre-build the TensorRT engine or ONNX file of a checkpoint into the engine cache"
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cache slot beside the checkpoint, where the node looks")
     parser.add_argument("--precision", choices=["fp16", "fp32", "int8"], default=None,
                         help="tensorrt precision (default: from --runtime-config, fp16); onnx is always fp32")
-    parser.add_argument("--input-size", type=input_size_arg, default=None, metavar="WxH",
+    parser.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
                         help="static input size (multiples of 64); default: the checkpoint's model config")
     parser.add_argument("--runtime-config", type=Path, default=None,
                         help="runtime YAML (default: config/runtime.yaml): workspace, cache dir, opset ...")

@@ -5,8 +5,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from panoptic_perception.commands._input_size import input_size_arg, with_input_size
 from panoptic_perception.errors import ConfigError
+from panoptic_perception.size_args import size_arg, with_input_size
 
 HELP = "import detectron2 Panoptic FPN weights (.pkl / .pth, file or --url) into a checkpoint"
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint to write, e.g. models/panoptic_fpn_r50_coco.pt")
     parser.add_argument("--config", default=None,
                         help=f"model config YAML describing the network (default: config/{DEFAULT_CONFIG}.yaml)")
-    parser.add_argument("--input-size", type=input_size_arg, default=None, metavar="WxH",
+    parser.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
                         help="static input size stored in the checkpoint (multiples of 64); default: the config's")
     parser.add_argument("--download-dir", type=Path, default=None,
                         help="keep the downloaded file here (default: a temporary directory, deleted after)")
