@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Dict, List
 
+from panoptic_perception.benchmarks.pipeline import synthetic_frames, time_frames
 from panoptic_perception.size_args import size_arg
 
 HELP = "node throughput (real roscore + roslaunch, camera fed faster than it runs) vs the Pipeline's"
@@ -58,13 +59,6 @@ class _Outputs:
             if status.name.startswith("panoptic_perception"):
                 with self.lock:
                     self.diagnostics = {kv.key: kv.value for kv in status.values}
-
-
-def _frame_messages(image_w: int, image_h: int) -> list:
-    from panoptic_perception.data.synth import StreetWorld, small_config
-
-    world = StreetWorld(small_config(image_w, image_h), seed=42)
-    return [world.render(i) for i in range(5)]
 
 
 def _node_log_tail(home: Path, lines: int = 15) -> str:
@@ -157,12 +151,8 @@ def _time_pipeline(args: argparse.Namespace, frames: list) -> Dict[str, float]:
     if args.model:
         config = dataclasses.replace(config, model_path=args.model)
     pipeline = Pipeline(config)
-    totals_ms = []
-    for index in range(args.warmup + args.frames):
-        frame = frames[index % len(frames)]
-        result = pipeline.process(frame.rgb, frame.camera)
-        if index >= args.warmup:
-            totals_ms.append(result.timings_ms["total_ms"])
+    samples, _ = time_frames(pipeline, frames, args.warmup, args.frames)
+    totals_ms = samples["total_ms"]
     median_ms = float(np.median(totals_ms))
     return {"total_median_ms": median_ms, "fps": 1e3 / median_ms, "backend": pipeline.backend.name}
 
@@ -173,7 +163,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     if args.frames < 2 or args.warmup < 0 or args.rate_hz <= 0:
         raise ConfigError("--frames must be >= 2, --warmup >= 0 and --rate-hz > 0")
     image_w, image_h = args.image_size
-    frames = _frame_messages(image_w, image_h)
+    frames = synthetic_frames(image_w, image_h)
     # The Pipeline first: after rospy has run in this process its threads linger and slow torch down.
     pipeline = _time_pipeline(args, frames)
     home = Path(tempfile.mkdtemp(prefix="bench_node_"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from panoptic_perception.size_args import size_arg
 
@@ -28,6 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graphs", action="store_true", help="torch backend: CUDA graphs")
 
 
+def synthetic_frames(image_w: int, image_h: int) -> list:
+    """The frames every Pipeline benchmark runs on: 5 synthetic street frames, seed 42."""
+    from panoptic_perception.data.synth import StreetWorld, small_config
+
+    world = StreetWorld(small_config(image_w, image_h), seed=42)
+    return [world.render(i) for i in range(5)]
+
+
+def time_frames(pipeline, frames: list, warmup: int, count: int) -> Tuple[Dict[str, List[float]], float]:
+    """Per-stage timings of `count` frames after `warmup` untimed ones (cycling through `frames`), and
+    the wall time of the timed ones in seconds."""
+    samples: Dict[str, List[float]] = {stage: [] for stage in STAGES}
+    wall = time.perf_counter()
+    for index in range(warmup + count):
+        frame = frames[index % len(frames)]
+        if index == warmup:
+            wall = time.perf_counter()
+        result = pipeline.process(frame.rgb, frame.camera)
+        if index >= warmup:
+            for stage in STAGES:
+                samples[stage].append(result.timings_ms.get(stage, 0.0))
+    return samples, time.perf_counter() - wall
+
+
 def run(args: argparse.Namespace) -> Dict[str, object]:
     import dataclasses
 
@@ -35,15 +59,13 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     import torch
 
     from panoptic_perception.benchmarks.timing import summarize_ms
-    from panoptic_perception.data.synth import StreetWorld, small_config
     from panoptic_perception.errors import ConfigError
     from panoptic_perception.pipeline import Pipeline, load_pipeline_config
 
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError("--frames must be >= 1 and --warmup >= 0")
     image_w, image_h = args.image_size
-    world = StreetWorld(small_config(image_w, image_h), seed=42)
-    frames = [world.render(i) for i in range(5)]
+    frames = synthetic_frames(image_w, image_h)
     base = load_pipeline_config()
     if args.model:
         base = dataclasses.replace(base, model_path=args.model)
@@ -60,17 +82,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         setup_s = time.perf_counter() - start
         if pipeline.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        samples: Dict[str, List[float]] = {stage: [] for stage in STAGES}
-        wall = time.perf_counter()
-        for index in range(args.warmup + args.frames):
-            frame = frames[index % len(frames)]
-            if index == args.warmup:
-                wall = time.perf_counter()
-            result = pipeline.process(frame.rgb, frame.camera)
-            if index >= args.warmup:
-                for stage in STAGES:
-                    samples[stage].append(result.timings_ms.get(stage, 0.0))
-        elapsed = time.perf_counter() - wall
+        samples, elapsed = time_frames(pipeline, frames, args.warmup, args.frames)
         total = summarize_ms(samples["total_ms"])
         network = np.median(samples["network_ms"])
         row: Dict[str, object] = {
