@@ -163,13 +163,14 @@ class PanopticFusion(nn.Module):
         return valid & in_range & is_thing & (scores >= self.score_threshold)
 
     # ------------------------------------------------------------------ rules
-    def _conv_head_logits(self, mask_probs: torch.Tensor, classes: torch.Tensor,
-                          sem: torch.Tensor) -> torch.Tensor:
-        """The conv head's refined-mask logits [D, H, W] from the pasted masks and semantic probabilities."""
+    def _conv_head_logits(self, mask_probs: torch.Tensor, classes: torch.Tensor, sem: torch.Tensor,
+                          used_classes_only: bool = False) -> torch.Tensor:
+        """The conv head's refined-mask logits [D, H, W] from float pasted masks [D, H, W], classes [D]
+        and the semantic logits at fusion size [C, H*W]."""
         category = classes.to(torch.int64).clamp(min=0, max=self.num_classes - 1)
         thing_index = self.thing_index_of_category[category].clamp(min=0)
         sem_probs = torch.softmax(sem, dim=0).reshape(1, self.semantic_channels, self.height, self.width)
-        return self.conv_head.forward_logits(mask_probs, sem_probs, thing_index)
+        return self.conv_head.forward_logits(mask_probs, sem_probs, thing_index, used_classes_only=used_classes_only)
 
     def conv_head_logits(self, mask_probs: torch.Tensor, classes: torch.Tensor,
                          sem_logits: torch.Tensor) -> torch.Tensor:
@@ -186,11 +187,8 @@ class PanopticFusion(nn.Module):
         if sem_logits.dim() != 4 or sem_logits.shape[0] != 1 or sem_logits.shape[1] != self.semantic_channels:
             raise InputError(f"fusion: sem_logits must be [1, {self.semantic_channels}, H, W], "
                              f"got {tuple(sem_logits.shape)}")
-        category = classes.to(torch.int64).clamp(min=0, max=self.num_classes - 1)
-        sem = torch.softmax(self._semantic(sem_logits.to(torch.float32)), dim=0)
-        return self.conv_head.forward_logits(
-            mask_probs.to(torch.float32), sem.reshape(1, self.semantic_channels, self.height, self.width),
-            self.thing_index_of_category[category].clamp(min=0), used_classes_only=True)
+        return self._conv_head_logits(mask_probs.to(torch.float32), classes,
+                                      self._semantic(sem_logits.to(torch.float32)), used_classes_only=True)
 
     def _instances_by_score(self, probs: torch.Tensor, scores: torch.Tensor,
                             eligible: torch.Tensor) -> torch.Tensor:
@@ -207,7 +205,8 @@ class PanopticFusion(nn.Module):
         ranked = torch.where(eligible, scores.to(torch.float32), torch.full_like(scores, float("-inf"),
                                                                                   dtype=torch.float32))
         order = torch.topk(ranked, num, sorted=True).indices
-        if not is_capturing():
+        capturing = is_capturing()
+        if not capturing:
             order = order[eligible[order]]
         binary_ranked = (probs[order] > self.mask_threshold).to(torch.float32)
         areas = binary_ranked.sum(dim=-1)
@@ -215,7 +214,7 @@ class PanopticFusion(nn.Module):
         slot_ids = (order + 1).to(torch.float32)
         taken = torch.zeros(pixels, dtype=torch.float32, device=probs.device)
         owner = torch.zeros(pixels, dtype=torch.float32, device=probs.device)
-        ranks = range(num) if is_capturing() else ok_ranked.nonzero()[:, 0].tolist()
+        ranks = range(num) if capturing else ok_ranked.nonzero()[:, 0].tolist()
         for rank in ranks:
             mask = binary_ranked[rank]
             overlap = torch.dot(mask, taken)
