@@ -122,7 +122,7 @@ class Pipeline:
         self.label_space: LabelSpace = load_label_space(self.model_config.label_space)
         self.device = self.backend.device
         self.input_size = (self.model_config.input_width, self.model_config.input_height)
-        self.grid_config = load_grid_config(resolve_path(self.grid_config_path()))
+        self.grid_config = load_grid_config(self.grid_config_path())
         self._projector = None
         self._torch = torch
         thing = [c.is_thing for c in self.label_space.categories] + [False]
@@ -130,14 +130,15 @@ class Pipeline:
         self._index_cache: Dict[tuple, tuple] = {}
 
     def grid_config_path(self) -> str:
-        """The grid YAML to project with. Its class lists name classes of one label space, so in place of
-        the default (Cityscapes) file a model of another label space gets config/grid_<label space>.yaml."""
+        """The grid YAML to project with (resolved path). Its class lists name classes of one label space,
+        so in place of the default (Cityscapes) file a model of another label space gets
+        config/grid_<label space>.yaml."""
         path = self.config.grid_config_path
         if path == PipelineConfig.grid_config_path and self.label_space.name != "cityscapes":
             own = CONFIG_DIR / f"grid_{self.label_space.name}.yaml"
             if own.is_file():
                 return str(own)
-        return path
+        return str(resolve_path(path))
 
     def _apply_overrides(self, model_config: ModelConfig) -> ModelConfig:
         changes = {}

@@ -64,13 +64,12 @@ class PanopticNode:
         from visualization_msgs.msg import MarkerArray
 
         from panoptic_perception.msg import DetectedObjects, PanopticSegmentation
-        from panoptic_perception.pipeline import Pipeline, resolve_path
+        from panoptic_perception.pipeline import Pipeline
 
         self.params = load_node_params(rospy.get_param("~", {}))
         config = pipeline_config_from_params(self.params)
         self.pipeline = Pipeline(config)
-        self.pipeline.grid_config = self.params.grid_config_with_overrides(
-            str(resolve_path(self.pipeline.grid_config_path())))
+        self.pipeline.grid_config = self.params.grid_config_with_overrides(self.pipeline.grid_config_path())
         self.label_space = self.pipeline.label_space
         rospy.loginfo("panoptic_perception: %s", self.pipeline.describe())
         self._publish_class_metadata()
