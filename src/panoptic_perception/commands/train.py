@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUT_DIR/last.pt and train_state.pt")
     parser.add_argument("--out-dir", default=None, help="override the config's out_dir")
+    parser.add_argument("--backbone-init", default=None, metavar="PATH_OR_URL",
+                        help="override backbone_init: ImageNet backbone weights (torchvision .pth, MSRA .pkl, "
+                             "or an import-weights --from torchvision file); 'none' trains from random weights")
     parser.add_argument("--iterations", type=int, default=None, help="override schedule.iterations")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="override device")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
@@ -34,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         changes["out_dir"] = args.out_dir
     if args.device is not None:
         changes["device"] = args.device
+    if args.backbone_init is not None:
+        changes["backbone_init"] = None if args.backbone_init.lower() == "none" else args.backbone_init
     if args.iterations is not None:
         if args.iterations <= 0:
             raise ConfigError(f"--iterations must be > 0, got {args.iterations}")

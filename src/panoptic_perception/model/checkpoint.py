@@ -81,11 +81,17 @@ def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], co
     _check_plain(meta_dict, "meta")
     payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "state_dict": tensors,
                "config": to_dict(config), "meta": meta_dict}
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(payload: Mapping[str, Any], path: str | Path) -> Path:
+    """torch.save through a temp file + rename, so a crash never leaves half a file behind."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
+            torch.save(dict(payload), handle)
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):

@@ -12,6 +12,8 @@ from typing import Literal, Tuple
 
 from panoptic_perception.config import load_dataclass
 
+BACKBONE_NAMES = ("resnet50", "resnet18", "mobilenetv2")  # the values BackboneConfig.name takes
+
 
 @dataclass
 class BackboneConfig:

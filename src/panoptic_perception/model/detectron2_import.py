@@ -22,13 +22,6 @@ that they equal the anchors our config generates - anchors of other sizes mean a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -36,11 +29,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from panoptic_perception.errors import ConfigError, InputError, ModelFileError
+from panoptic_perception.errors import ModelFileError
 from panoptic_perception.labels import load_label_space
 from panoptic_perception.model.checkpoint import save_checkpoint
 from panoptic_perception.model.config import ModelConfig
 from panoptic_perception.model.safe_pickle import load_restricted
+from panoptic_perception.model.weights_file import sha256_of
 
 SEM_SEG_PREDICTOR = "sem_seg_head.predictor"
 CELL_ANCHORS = "proposal_generator.anchor_generator.cell_anchors."
@@ -227,14 +221,6 @@ class ImportResult:
     sha256: str
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def import_detectron2(checkpoint: str | Path, out_path: str | Path, config: ModelConfig,
                       url: Optional[str] = None) -> ImportResult:
     """Read a detectron2 checkpoint, map it onto `config`'s model and write our checkpoint."""
@@ -248,23 +234,3 @@ def import_detectron2(checkpoint: str | Path, out_path: str | Path, config: Mode
             "num_arrays": info["num_arrays"]}
     out_path = save_checkpoint(out_path, state_dict, config, meta)
     return ImportResult(Path(out_path), config, info["num_arrays"], digest)
-
-
-def download(url: str, directory: Path, timeout_s: float = 60.0) -> Path:
-    """Fetch url into a new file in `directory` (kept only when complete); InputError naming the URL."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("http", "https", "file"):
-        raise ConfigError(f"--url must be an http(s):// or file:// URL, got {url!r}")
-    name = Path(urllib.parse.unquote(parsed.path)).name or "checkpoint"
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(url, timeout=timeout_s) as response:
-            shutil.copyfileobj(response, handle, 1 << 20)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        os.unlink(tmp_name)
-        reason = getattr(exc, "reason", None) or exc
-        raise InputError(f"could not download {url}: {reason}") from exc
-    target = directory / name
-    os.replace(tmp_name, target)
-    return target

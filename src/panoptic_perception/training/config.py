@@ -59,6 +59,11 @@ class PanopticHeadTrainConfig:
 class TrainConfig:
     model_config: str = "config/model_resnet18.yaml"  # relative paths resolve against the package root
     init_from: Optional[str] = None  # checkpoint whose weights start the run (same architecture)
+    # ImageNet classifier weights that start the backbone (the rest starts random): our backbone file
+    # from `import-weights --from torchvision`, a torchvision .pth, detectron2's MSRA R-50.pkl, or a
+    # URL of one. The run then uses the weights' own input normalisation and FrozenBN (detectron2's
+    # recipe); the checkpoints it writes carry both in their model config.
+    backbone_init: Optional[str] = None
     # "network": train Panoptic FPN end to end. "panoptic_head": seed 000's order - train only the
     # conv panoptic head (fusion.mode becomes conv_head) on the init_from network, frozen in eval mode.
     stage: Literal["network", "panoptic_head"] = "network"
@@ -85,6 +90,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.num_workers < 0 or self.eval_frames < 0:
             raise ValueError("num_workers and eval_frames must be >= 0")
+        if self.init_from and self.backbone_init:
+            raise ValueError("set one of init_from (a whole trained network) and backbone_init (ImageNet "
+                             "backbone weights), not both")
         if self.stage == "panoptic_head" and not self.init_from:
             raise ValueError("stage panoptic_head trains on top of a trained network: set init_from")
 

@@ -15,9 +15,11 @@ import torch
 from panoptic_perception.data.datasets import build_dataset
 from panoptic_perception.errors import ConfigError, ModelFileError
 from panoptic_perception.labels import load_label_space
+from panoptic_perception.model.backbone_import import apply_backbone_weights, load_backbone_init
 from panoptic_perception.model.checkpoint import apply_state_dict, load_checkpoint, save_checkpoint
 from panoptic_perception.model.config import ModelConfig, load_model_config
 from panoptic_perception.model.panoptic_fpn import build_model
+from panoptic_perception.model.weights_file import is_url
 from panoptic_perception.pipeline import resolve_path
 from panoptic_perception.training.config import ScheduleConfig, TrainConfig
 from panoptic_perception.training.data import PassSampler, TrainingSamples, collate
@@ -59,6 +61,12 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.device = _device(config.device)
         self.model_config = model_config or load_model_config(resolve_path(config.model_config))
+        backbone_weights = None
+        if config.backbone_init:
+            source = config.backbone_init if is_url(config.backbone_init) else str(resolve_path(config.backbone_init))
+            backbone_weights = load_backbone_init(source, self.model_config.backbone.name,
+                                                  self.out_dir / "downloads")
+            self.model_config = backbone_weights.config_for(self.model_config)
         self.head_stage = config.stage == "panoptic_head"
         if self.head_stage:
             # The checkpoint this stage writes carries fusion.mode conv_head with the head's weights,
@@ -67,6 +75,10 @@ class Trainer:
         self.label_space = load_label_space(self.model_config.label_space)
         torch.manual_seed(config.seed)
         self.model = build_model(self.model_config, self.label_space).to(self.device)
+        if backbone_weights is not None and not resume:
+            count = apply_backbone_weights(self.model, backbone_weights)
+            LOG.info("backbone %s: %d tensors from %s (input %s)", backbone_weights.backbone, count,
+                     config.backbone_init, backbone_weights.normalisation.input_format)
         if config.init_from:
             state, _, _ = load_checkpoint(resolve_path(config.init_from))
             if self.head_stage:

@@ -1,0 +1,47 @@
+"""Getting a weights file onto disk and naming it: download (http(s) / file URLs) and sha256."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from panoptic_perception.errors import ConfigError, InputError
+
+URL_SCHEMES = ("http", "https", "file")
+
+
+def is_url(text: str) -> bool:
+    return urllib.parse.urlparse(str(text)).scheme in URL_SCHEMES
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, directory: Path, timeout_s: float = 60.0) -> Path:
+    """Fetch url into a new file in `directory` (kept only when complete); InputError naming the URL."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in URL_SCHEMES:
+        raise ConfigError(f"--url must be an http(s):// or file:// URL, got {url!r}")
+    name = Path(urllib.parse.unquote(parsed.path)).name or "checkpoint"
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle, urllib.request.urlopen(url, timeout=timeout_s) as response:
+            shutil.copyfileobj(response, handle, 1 << 20)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        os.unlink(tmp_name)
+        reason = getattr(exc, "reason", None) or exc
+        raise InputError(f"could not download {url}: {reason}") from exc
+    target = directory / name
+    os.replace(tmp_name, target)
+    return target
