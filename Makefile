@@ -5,16 +5,27 @@ VENV := $(ROOT)/.venv
 BUILD := $(ROOT)/.build
 ENV := . $(BUILD)/setup.sh
 PYTEST_ARGS ?=
+GPU ?= 0
 
-.PHONY: setup demo test lint clean help
+.PHONY: setup setup-gpu demo test lint clean help
 
 help:
 	@echo "make demo   - set up, then run the node on the shipped model and synthetic drive"
 	@echo "make test   - set up, then run every test (unit and ROS integration)"
 	@echo "make setup  - install what is missing (Debian ROS packages, .venv, catkin build)"
+	@echo "make setup GPU=1 (or make setup-gpu) - the same, plus CUDA torch, torch-tensorrt, onnxruntime-gpu"
 	@echo "make lint   - ruff"
 
 setup: $(BUILD)/setup.sh
+ifeq ($(GPU),1)
+setup: $(BUILD)/.gpu.stamp
+endif
+
+setup-gpu:
+	$(MAKE) setup GPU=1
+
+$(BUILD)/.gpu.stamp: $(BUILD)/setup.sh requirements-gpu.txt tools/setup_gpu.sh
+	tools/setup_gpu.sh
 
 $(BUILD)/.apt.stamp: tools/apt-packages.txt tools/setup_apt.sh
 	@mkdir -p $(BUILD)

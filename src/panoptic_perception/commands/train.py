@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = ("train the network, or seed 000's conv panoptic head on a trained one (CPU or CUDA with AMP): "
-        "checkpoints, resume, CSV/TensorBoard logs, periodic PQ")
+HELP = ("train the network, or seed 000's conv panoptic head on a trained one (CPU or CUDA with AMP; several "
+        "processes under torchrun): checkpoints, resume, CSV/TensorBoard logs, periodic PQ")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from panoptic_perception.errors import ConfigError
+    from panoptic_perception.training import distributed
     from panoptic_perception.training.config import load_train_config
     from panoptic_perception.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, Trainer
 
@@ -45,12 +46,19 @@ def run(args: argparse.Namespace) -> int:
         changes["schedule"] = dataclasses.replace(config.schedule, iterations=args.iterations)
     config = dataclasses.replace(config, **changes)
     trainer = Trainer(config, resume=args.resume)
+    main = trainer.dist.is_main
     stage = "" if config.stage == "network" else f"stage {config.stage} (network frozen), "
-    print(f"train: {stage}{len(trainer.train_set)} frames, model {trainer.model_config.backbone.name} "
-          f"{trainer.model_config.input_width}x{trainer.model_config.input_height}, device {trainer.device}, "
-          f"from iteration {trainer.iteration} to {config.schedule.iterations}")
-    trainer.train(progress=not args.no_progress)
+    processes = f", {trainer.dist.world_size} processes" if trainer.dist.enabled else ""
+    if main:
+        print(f"train: {stage}{len(trainer.train_set)} frames, model {trainer.model_config.backbone.name} "
+              f"{trainer.model_config.input_width}x{trainer.model_config.input_height}, device {trainer.device}"
+              f"{processes}, from iteration {trainer.iteration} to {config.schedule.iterations}")
+    try:
+        trainer.train(progress=not args.no_progress)
+    finally:
+        distributed.stop(trainer.dist)
     out = Path(config.out_dir)
-    print(f"train: done at iteration {trainer.iteration}; checkpoints {out / LAST_CHECKPOINT}"
-          + (f", best {out / BEST_CHECKPOINT} (PQ {trainer.best_pq:.1f})" if trainer.best_pq >= 0 else ""))
+    if main:
+        print(f"train: done at iteration {trainer.iteration}; checkpoints {out / LAST_CHECKPOINT}"
+              + (f", best {out / BEST_CHECKPOINT} (PQ {trainer.best_pq:.1f})" if trainer.best_pq >= 0 else ""))
     return 0

@@ -72,6 +72,10 @@ class TrainConfig:
     val_data: Optional[DatasetConfig] = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # The global batch: under `torchrun --nproc_per_node N` each process takes batch_size / N images
+    # of it and the gradients are averaged, so base_lr belongs to this number, whatever N is. Changing
+    # the global batch itself calls for the linear scaling rule (Goyal et al. 2017): base_lr and
+    # batch_size in proportion, iterations and lr_steps in inverse proportion (detectron2's rule).
     batch_size: int = 4
     num_workers: int = 2
     min_instance_area_px: int = 16

@@ -40,13 +40,22 @@ class TrainingSamples(torch.utils.data.Dataset):
 
 
 class PassSampler(torch.utils.data.Sampler):
-    """Endless shuffled passes over the data, starting at a given batch (for resume)."""
+    """Endless shuffled passes over the data, starting at a given batch (for resume).
 
-    def __init__(self, size: int, batch_size: int, seed: int, start_batch: int = 0) -> None:
+    With num_shards > 1 (data-parallel processes) it yields shard `shard`'s equal slice of every
+    global batch of `batch_size`, so the processes together see exactly the single-process stream.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_batch: int = 0, num_shards: int = 1,
+                 shard: int = 0) -> None:
+        if num_shards < 1 or not 0 <= shard < num_shards or batch_size % num_shards:
+            raise ValueError(f"shard {shard} of {num_shards} cannot take an equal slice of batch {batch_size}")
         self.size = size
         self.batch_size = batch_size
         self.seed = seed
         self.start_batch = start_batch
+        self.per_shard = batch_size // num_shards
+        self.shard = shard
 
     def __iter__(self):
         batches_per_pass = max(1, self.size // self.batch_size)
@@ -57,6 +66,7 @@ class PassSampler(torch.utils.data.Sampler):
             if self.size < self.batch_size:  # tiny datasets (tests, overfitting): repeat
                 order = np.resize(order, self.batch_size)
             chunk = order[offset * self.batch_size:(offset + 1) * self.batch_size]
+            chunk = chunk[self.shard * self.per_shard:(self.shard + 1) * self.per_shard]
             yield [(pass_index, int(i)) for i in chunk]
             batch += 1
 

@@ -21,6 +21,7 @@ from panoptic_perception.model.config import ModelConfig, load_model_config
 from panoptic_perception.model.panoptic_fpn import build_model
 from panoptic_perception.model.weights_file import is_url
 from panoptic_perception.pipeline import resolve_path
+from panoptic_perception.training import distributed
 from panoptic_perception.training.config import ScheduleConfig, TrainConfig
 from panoptic_perception.training.data import PassSampler, TrainingSamples, collate
 from panoptic_perception.training.panoptic_head import (
@@ -45,21 +46,17 @@ def lr_factor(iteration: int, schedule: ScheduleConfig) -> float:
     return factor
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train: device is 'cuda' but no CUDA device is available")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, resume: bool = False,
                  model_config: Optional[ModelConfig] = None) -> None:
         self.config = config
         self.out_dir = Path(config.out_dir)  # relative to the working directory, like any CLI output
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.device = _device(config.device)
+        self.dist = distributed.start(config.device)
+        self.device = self.dist.device
+        if config.batch_size % self.dist.world_size:
+            raise ConfigError(f"batch_size {config.batch_size} is the global batch: it must divide evenly over "
+                              f"the {self.dist.world_size} processes")
         self.model_config = model_config or load_model_config(resolve_path(config.model_config))
         backbone_weights = None
         if config.backbone_init:
@@ -87,6 +84,13 @@ class Trainer:
         if self.head_stage:
             freeze_all_but_head(self.model)
         self.optimizer = self._optimizer()
+        # The loop runs through the wrapper (gradients averaged over processes); checkpoints and
+        # evaluation use the plain module, so their files are the same as a single process's.
+        self.train_model: torch.nn.Module = self.model
+        if self.dist.enabled:
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)  # an image without positives leaves the mask head unused
         self.use_amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.iteration = 0
@@ -113,12 +117,18 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------
 
     def save(self, name: str = LAST_CHECKPOINT, metrics: Optional[Dict[str, float]] = None) -> Path:
+        """Write a checkpoint (the main process; every process must call it: RNG states are gathered)."""
+        path = self.out_dir / name
+        rng_states = distributed.gather_objects(self.dist, torch.get_rng_state()) if name == LAST_CHECKPOINT else []
+        if not self.dist.is_main:
+            return path
         meta = {"iteration": self.iteration, "best_pq": self.best_pq, **(metrics or {})}
-        path = save_checkpoint(self.out_dir / name, self.model.state_dict(), self.model_config, meta)
+        save_checkpoint(path, self.model.state_dict(), self.model_config, meta)
         if name == LAST_CHECKPOINT:
+            # One RNG state per process, so each one's RPN / RoI sampling resumes where it stopped.
             state = {"iteration": self.iteration, "best_pq": self.best_pq,
                      "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                     "torch_rng": torch.get_rng_state()}
+                     "torch_rng": rng_states[0], "torch_rng_per_process": rng_states}
             tmp = self.out_dir / (TRAIN_STATE + ".tmp")
             torch.save(state, tmp)
             tmp.replace(self.out_dir / TRAIN_STATE)
@@ -137,7 +147,12 @@ class Trainer:
             state = torch.load(state_path, map_location=self.device, weights_only=True)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["torch_rng"].cpu())
+            per_process = state.get("torch_rng_per_process") or [state["torch_rng"]]
+            if len(per_process) != self.dist.world_size:
+                LOG.warning("resuming a %d-process run with %d processes: the RNG streams restart from the first "
+                            "process's, so sampling differs from the uninterrupted run", len(per_process),
+                            self.dist.world_size)
+            torch.set_rng_state(per_process[min(self.dist.rank, len(per_process) - 1)].cpu())
             self.iteration = int(state["iteration"])
             self.best_pq = float(state["best_pq"])
         except Exception as exc:  # noqa: BLE001 - any unreadable state is the same user error
@@ -168,7 +183,7 @@ class Trainer:
         samples = TrainingSamples(self.train_set, self.label_space, self.config.augment, self.config.seed,
                                   self.config.min_instance_area_px)
         sampler = PassSampler(len(samples), self.config.batch_size, self.config.seed,
-                              start_batch=self.iteration)
+                              start_batch=self.iteration, num_shards=self.dist.world_size, shard=self.dist.rank)
         # Its own generator: creating a loader iterator must not draw from the global RNG, or a
         # resumed run's RPN / RoI sampling would drift from the uninterrupted run's.
         generator = torch.Generator().manual_seed(self.config.seed + self.iteration)
@@ -207,7 +222,7 @@ class Trainer:
     def _losses(self, images: torch.Tensor, targets) -> Dict[str, torch.Tensor]:
         if self.head_stage:
             return panoptic_head_losses(self.model, images, targets, self.config.panoptic_head)
-        return self.model(images, targets)
+        return self.train_model(images, targets)
 
     def train(self, iterations: Optional[int] = None, progress: bool = True) -> List[Dict[str, float]]:
         """Run until schedule.iterations (or `iterations` more); returns the logged rows."""
@@ -220,7 +235,8 @@ class Trainer:
             return rows
         self._train_mode()
         batches = iter(self._loader())
-        bar = tqdm(total=stop, initial=self.iteration, disable=not progress, unit="it", dynamic_ncols=True)
+        bar = tqdm(total=stop, initial=self.iteration, disable=not progress or not self.dist.is_main, unit="it",
+                   dynamic_ncols=True)
         window: Dict[str, float] = {}
         window_start = time.perf_counter()
         window_n = 0
@@ -233,9 +249,14 @@ class Trainer:
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 losses = self._losses(images, targets)
             total = sum(losses.values())
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"loss is {total.item()} at iteration {self.iteration}: "
-                                         f"{ {k: float(v) for k, v in losses.items()} }")
+            # Every process sees the same averaged losses: they log the same numbers and, on a
+            # non-finite loss, all stop together instead of leaving the others waiting.
+            names = list(losses)
+            averaged = distributed.mean_over_processes(self.dist, torch.stack([total.float()] + [
+                losses[k].float() for k in names]))
+            if not torch.isfinite(averaged[0]):
+                raise FloatingPointError(f"loss is {averaged[0].item()} at iteration {self.iteration}: "
+                                         f"{ {k: float(v) for k, v in zip(names, averaged[1:])} }")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(total).backward()
             if s.grad_clip_norm:
@@ -245,32 +266,36 @@ class Trainer:
             self.scaler.update()
             self.iteration += 1
             window_n += 1
-            for key, value in losses.items():
-                window[key] = window.get(key, 0.0) + float(value.detach())
-            window["loss"] = window.get("loss", 0.0) + float(total.detach())
+            for key, value in zip(names, averaged[1:].tolist()):
+                window[key] = window.get(key, 0.0) + value
+            window["loss"] = window.get("loss", 0.0) + float(averaged[0])
             bar.update(1)
-            bar.set_postfix(loss=f"{float(total.detach()):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}")
+            bar.set_postfix(loss=f"{float(averaged[0]):.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}")
             if self.iteration % self.config.log_every == 0 or self.iteration == stop:
                 elapsed = time.perf_counter() - window_start
                 row = {"iteration": self.iteration, "lr": self.optimizer.param_groups[0]["lr"],
                        **{k: v / window_n for k, v in window.items()},
                        "images_per_s": window_n * self.config.batch_size / max(elapsed, 1e-9)}
                 rows.append(row)
-                self._log(row)
+                if self.dist.is_main:
+                    self._log(row)
                 window, window_n, window_start = {}, 0, time.perf_counter()
             if self.iteration % self.config.checkpoint_every == 0 or self.iteration == stop:
                 self.save()
             if self.iteration % self.config.eval_every == 0 or self.iteration == stop:
-                metrics = self.evaluate()
+                # Evaluated by the main process alone; the others wait for it.
+                metrics = self.evaluate() if self.dist.is_main else {}
+                distributed.barrier(self.dist)
                 self._train_mode()
+                best = distributed.gather_objects(self.dist, metrics)[0]
+                if best and best["pq"] > self.best_pq and not math.isnan(best["pq"]):
+                    self.best_pq = best["pq"]
+                    self.save(BEST_CHECKPOINT, best)
+                    self.save()
                 if metrics:
                     bar.write(f"iteration {self.iteration}: " + ", ".join(f"{k} {v:.1f}" for k, v in
                                                                           metrics.items()))
                     self._log({"iteration": self.iteration, **{f"val_{k}": v for k, v in metrics.items()}},
                               "eval.csv")
-                    if metrics["pq"] > self.best_pq and not math.isnan(metrics["pq"]):
-                        self.best_pq = metrics["pq"]
-                        self.save(BEST_CHECKPOINT, metrics)
-                        self.save()
         bar.close()
         return rows
