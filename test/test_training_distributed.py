@@ -105,3 +105,21 @@ def test_two_processes_take_the_single_process_step_and_resume_exactly(run_confi
     assert len(state["torch_rng_per_process"]) == 2
     _train(run_config, tmp_path / "split", 2, "--resume")
     _assert_same_weights(two, _weights(tmp_path / "split"), atol=1e-6)
+
+
+def test_shipped_training_configs_load_and_the_cityscapes_schedule_is_detectron2s_1x() -> None:
+    from panoptic_perception.model.config import load_model_config
+    from panoptic_perception.paths import CONFIG_DIR
+    from panoptic_perception.pipeline import resolve_path
+    from panoptic_perception.training.config import load_train_config
+
+    for path in sorted(CONFIG_DIR.glob("train_*.yaml")):
+        config = load_train_config(path)
+        load_model_config(resolve_path(config.model_config))
+    cityscapes = load_train_config(CONFIG_DIR / "train_cityscapes_r50_1x.yaml")
+    per_gpu, gpus = 2, 8
+    assert cityscapes.batch_size == per_gpu * gpus
+    # detectron2's 1x: 90k iterations at global batch 16, lr 0.02, x0.1 at 60k and 80k.
+    s = cityscapes.schedule
+    assert (s.iterations, s.base_lr, tuple(s.lr_steps)) == (90000, 0.02, (60000, 80000))
+    assert cityscapes.backbone_init.endswith("MSRA/R-50.pkl")
