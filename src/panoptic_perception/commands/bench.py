@@ -36,11 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
     result = args._suite.run(args)
     rows = result.get("rows", [])
-    print(markdown_table(rows))
+    if rows:
+        print(markdown_table(rows))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str))
-    if not args.no_record:
+    if not args.no_record and result.get("record", True):
         path = append_results(result.get("title", args.suite), rows, result.get("notes", ""))
         print(f"bench: results appended to {path}")
     return 0

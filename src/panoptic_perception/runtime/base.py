@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -33,6 +33,9 @@ class Backend(abc.ABC):
     """
 
     name: str = "abstract"
+    # Backends that run a cached artifact (ONNX model, TensorRT engine): True when this construction
+    # built it, False when it came from the cache; None for backends without one (torch eager).
+    artifact_built: Optional[bool] = None
 
     def __init__(self, device: torch.device, input_shape: InputShape, reason: str, precision: str = "fp32"):
         self.device = torch.device(device)

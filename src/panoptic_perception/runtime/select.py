@@ -187,6 +187,7 @@ def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeCo
     how = f"exported by the {exporter['used']} exporter" if result.built else "from cache"
     backend = OnnxRuntimeBackend(result.value, input_shape, f"{reason}; {result.path.name} {how}",
                                  result.path)
+    backend.artifact_built = result.built
     for _ in range(runtime_config.warmup_frames):
         backend.infer(torch.zeros(input_shape))
     return backend
@@ -217,6 +218,8 @@ def build_tensorrt_backend(model: nn.Module, model_config, runtime_config: Runti
     result = cache.get_or_build(slot, key, trt.ARTIFACT_SUFFIX, build, trt.load_tensorrt_program,
                                 force_rebuild=force_rebuild)
     how = "built" if result.built else "loaded from cache"
-    return trt.TensorRTBackend(result.value, input_shape, device, precision,
-                               f"{reason}; engine {result.path.name} {how} in {result.seconds:.1f} s",
-                               result.path, runtime_config.warmup_frames)
+    backend = trt.TensorRTBackend(result.value, input_shape, device, precision,
+                                  f"{reason}; engine {result.path.name} {how} in {result.seconds:.1f} s",
+                                  result.path, runtime_config.warmup_frames)
+    backend.artifact_built = result.built
+    return backend
