@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+from PIL import Image
 
 from panoptic_perception.config import load_dataclass
 from panoptic_perception.errors import ConfigError, InputError
@@ -172,28 +173,34 @@ class Pipeline:
                              f"{getattr(rgb, 'dtype', type(rgb).__name__)} {shape}")
         if rgb.shape[0] == 0 or rgb.shape[1] == 0:
             raise InputError(f"image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+        w, h = self.input_size
+        if self.model_config.resize == "fit_pad":
+            return self._fit_pad(rgb, h, w)
         if not rgb.flags.writeable:  # zero-copy views of ROS message buffers are read-only
             rgb = rgb.copy()
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0).float()
-        w, h = self.input_size
-        if self.model_config.resize == "fit_pad":
-            return self._fit_pad(x, h, w)
         if x.shape[-2:] != (h, w):
             # antialias: downscaling KITTI 1242 -> 640 without it aliases thin poles and lane marks
             x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
                                                 antialias=True)
         return x.contiguous()
 
-    def _fit_pad(self, x, input_h: int, input_w: int):
+    def _fit_pad(self, rgb: np.ndarray, input_h: int, input_w: int):
         """detectron2's test-time input: one scale for both axes, image top-left, pixel-mean padding."""
         torch = self._torch
-        valid_h, valid_w = self.valid_size(int(x.shape[-2]), int(x.shape[-1]))
-        if (valid_h, valid_w) != tuple(x.shape[-2:]):
-            x = torch.nn.functional.interpolate(x, size=(valid_h, valid_w), mode="bilinear", align_corners=False,
-                                                antialias=True)
-            # detectron2 resizes the uint8 image (PIL): its network sees whole grey levels.
-            x = x.round_().clamp_(0, 255)
+        valid_h, valid_w = self.valid_size(int(rgb.shape[0]), int(rgb.shape[1]))
+        if (valid_h, valid_w) != tuple(rgb.shape[:2]):
+            # Exactly detectron2's ResizeTransform on a uint8 image: PIL bilinear (PIL's own filter
+            # support, antialiased when shrinking, and its rounding to whole grey levels). A torch
+            # resize of the float image differs by a grey level at many pixels, which a network
+            # turns into different detections.
+            rgb = np.array(Image.fromarray(np.ascontiguousarray(rgb)).resize((valid_w, valid_h),
+                                                                               Image.Resampling.BILINEAR))
+        elif not rgb.flags.writeable:  # zero-copy views of ROS message buffers are read-only
+            rgb = rgb.copy()
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1).unsqueeze(0).float()
         if (valid_h, valid_w) == (input_h, input_w):
             return x.contiguous()
         mean = self.model_config.pixel_mean

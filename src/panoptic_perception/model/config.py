@@ -12,6 +12,8 @@ from typing import Literal, Tuple
 
 from panoptic_perception.config import load_dataclass
 
+INPUT_DIVISIBILITY = 32  # the static input's width and height are multiples of this (see ModelConfig)
+
 
 @dataclass
 class BackboneConfig:
@@ -128,10 +130,12 @@ class ModelConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self) -> None:
-        # FPN P6 has stride 64: a static input must divide evenly all the way down.
+        # The FPN's coarsest bottom-up stride is 32 (P5); P6 (stride 64, RPN only) pools P5 to
+        # ceil(P5 / 2), so 32 is enough, as detectron2's size_divisibility. KITTI at detectron2's
+        # scale (1333x402) then pads to 1344x416, not 1344x448.
         for name, value in (("input_width", self.input_width), ("input_height", self.input_height)):
-            if value <= 0 or value % 64:
-                raise ValueError(f"{name} must be a positive multiple of 64, got {value}")
+            if value <= 0 or value % INPUT_DIVISIBILITY:
+                raise ValueError(f"{name} must be a positive multiple of {INPUT_DIVISIBILITY}, got {value}")
         if self.resize_shortest_edge_px < 0 or self.resize_max_size_px < 0:
             raise ValueError(f"resize_shortest_edge_px and resize_max_size_px must be >= 0 (0 = off), got "
                              f"{self.resize_shortest_edge_px} and {self.resize_max_size_px}")

@@ -172,8 +172,8 @@ class NodeParams:
     def __post_init__(self) -> None:
         for name in ("input_width", "input_height"):
             value = getattr(self, name)
-            _require(value == 0 or (value > 0 and value % 64 == 0),
-                     f"{name} must be 0 (model's own) or a positive multiple of 64, got {value}")
+            _require(value == 0 or (value > 0 and value % 32 == 0),
+                     f"{name} must be 0 (model's own) or a positive multiple of 32, got {value}")
         _require(bool(self.vehicle_frame.strip()) and not self.vehicle_frame.startswith("/"),
                  f"vehicle_frame must be a non-empty tf frame id without a leading '/', "
                  f"got {self.vehicle_frame!r}")
