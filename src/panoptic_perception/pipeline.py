@@ -129,6 +129,7 @@ class Pipeline:
         thing = [c.is_thing for c in self.label_space.categories] + [False]
         self._is_thing_table = np.array(thing, dtype=bool)
         self._index_cache: Dict[tuple, tuple] = {}
+        self._image_size_cache: Dict[tuple, Any] = {}
 
     def grid_config_path(self) -> str:
         """The grid YAML to project with (resolved path). Its class lists name classes of one label space,
@@ -219,6 +220,17 @@ class Pipeline:
         cfg = self.model_config
         return fit_pad_size(height_px, width_px, h, w, cfg.resize_shortest_edge_px, cfg.resize_max_size_px)
 
+    def image_size_input(self, height_px: int, width_px: int):
+        """The graph's image_size input for an image of this size: float32 [2] (h, w) of its region of
+        the input, on the backend's device (cached per size: one small host-to-device copy per camera)."""
+        key = (height_px, width_px)
+        cached = self._image_size_cache.get(key)
+        if cached is None:
+            valid_h, valid_w = self.valid_size(height_px, width_px)
+            cached = self._image_size_cache[key] = self._torch.tensor([float(valid_h), float(valid_w)],
+                                                                  dtype=self._torch.float32, device=self.device)
+        return cached
+
     def crop_outputs(self, outputs: Dict[str, object], height_px: int, width_px: int) -> Dict[str, object]:
         """Network outputs cut to the image's region of the input (fit_pad): every map whose last two
         dims are the input size, so postprocess and projection never see the padding."""
@@ -233,14 +245,52 @@ class Pipeline:
                 cropped[key] = value[..., :valid_h, :valid_w]
         return cropped
 
+    def fuse_at_image_size(self, outputs: Dict[str, object], height_px: int, width_px: int) -> Dict[str, object]:
+        """fusion.resolution "image": detectron2's postprocessing of the (cropped) network outputs.
+
+        As detectron2's detector_postprocess + sem_seg_postprocess: boxes scaled from the network's
+        image region to the image and clipped to it, masks pasted at the image's size, semantic
+        logits resized bilinearly to it; then the configured fusion there. Only the detections the
+        fusion can use (valid, score >= instance_score_threshold) are pasted.
+        """
+        from panoptic_perception.model.box_ops import clip_boxes
+        from panoptic_perception.model.paste_masks import paste_masks
+
+        torch = self._torch
+        valid_h, valid_w = self.valid_size(height_px, width_px)
+        scores, valid = outputs["scores"], outputs["valid"].to(torch.bool)
+        rows = (valid & (scores >= self.model_config.fusion.instance_score_threshold)).nonzero()[:, 0]
+        scale = torch.tensor([width_px / valid_w, height_px / valid_h] * 2, dtype=torch.float32, device=scores.device)
+        boxes = clip_boxes(outputs["boxes"][rows].float() * scale, height_px, width_px)
+        masks = paste_masks(outputs["mask_rois"][rows].float(), boxes, height_px, width_px)
+        fused = self._image_fusion(height_px, width_px)(masks, scores[rows], outputs["classes"][rows], valid[rows],
+                                                        outputs["sem_logits"])
+        return {**outputs, **fused}
+
+    def _image_fusion(self, height_px: int, width_px: int):
+        """The PanopticFusion for one image size (cached: its tables depend on the size only)."""
+        from panoptic_perception.model.fusion import PanopticFusion
+
+        key = ("fusion", height_px, width_px)
+        fusion = self._image_size_cache.get(key)
+        if fusion is None:
+            cfg = self.model_config
+            fusion = PanopticFusion(cfg.fusion, self.label_space, cfg.semantic_head.mode, height_px, width_px,
+                                    cfg.roi_heads.max_detections).to(self.device)
+            self._image_size_cache[key] = fusion
+        return fusion
+
     def postprocess(self, outputs: Dict[str, object], height_px: int, width_px: int):
-        """Network-size maps -> image-size maps and the measured segment table."""
+        """Network-size (or image-size) maps -> image-size maps and the measured segment table."""
         torch = self._torch
         seg_small = outputs["segment_map"]
         cat_small = outputs["category_map"]
         rows, cols, ys, xs = self._image_index(seg_small.shape, height_px, width_px, seg_small.device)
-        seg = seg_small.index_select(0, rows).index_select(1, cols)
-        cat = cat_small.index_select(0, rows).index_select(1, cols)
+        if tuple(seg_small.shape) == (height_px, width_px):  # fused at the image's size
+            seg, cat = seg_small, cat_small
+        else:
+            seg = seg_small.index_select(0, rows).index_select(1, cols)
+            cat = cat_small.index_select(0, rows).index_select(1, cols)
         n_slots = int(outputs["segment_valid"].shape[0]) + 1
         flat = seg.reshape(-1).long()
         area = torch.bincount(flat, minlength=n_slots)
@@ -297,13 +347,16 @@ class Pipeline:
         timings: Dict[str, float] = {}
         t0 = time.perf_counter()
         x = self.preprocess(rgb)
+        height_px, width_px = rgb.shape[:2]
+        image_size = self.image_size_input(height_px, width_px)
         sync()
         t1 = time.perf_counter()
-        outputs = self.backend.infer(x)
+        outputs = self.backend.infer(x, image_size)
         sync()
         t2 = time.perf_counter()
-        height_px, width_px = rgb.shape[:2]
         outputs = self.crop_outputs(outputs, height_px, width_px)
+        if self.model_config.fusion.resolution == "image":
+            outputs = self.fuse_at_image_size(outputs, height_px, width_px)
         segment_map, category_map, segments = self.postprocess(outputs, height_px, width_px)
         t3 = time.perf_counter()
         timings.update(preprocess_ms=(t1 - t0) * 1e3, network_ms=(t2 - t1) * 1e3,

@@ -97,8 +97,23 @@ class FusionConfig:
     overlap_threshold: float = 0.5
     mask_threshold: float = 0.5
     stuff_area_px: int = 4096
-    # Input area at which stuff_area_px applies; the limit scales with the real input area.
+    # Input area at which stuff_area_px applies (resolution "network"); the limit scales with the
+    # real input area.
     stuff_area_reference_px: int = 1024 * 2048
+    # Where the fusion runs. "network": inside the graph at the input size (masks pasted and stuff
+    # counted on the network canvas, maps upsampled nearest to the image): the fast path. "image":
+    # detectron2's postprocessing: the graph stops at detections, the mask head's M x M
+    # probabilities and the semantic logits; the Pipeline pastes masks at the image's own size,
+    # resizes the semantic logits bilinearly to it and fuses there, counting stuff_area_px in image
+    # pixels (no reference area).
+    resolution: Literal["network", "image"] = "network"
+
+    def __post_init__(self) -> None:
+        if self.resolution not in ("network", "image"):
+            raise ValueError(f"fusion.resolution must be 'network' or 'image', got {self.resolution!r}")
+        if self.resolution == "image" and self.mode == "conv_head":
+            raise ValueError("fusion.resolution 'image' runs outside the graph, without the conv head's "
+                             "weights: use mode panoptic_fpn or jsis, or resolution 'network'")
 
     def stuff_area_limit_px(self, input_area_px: int) -> int:
         return int(math.ceil(self.stuff_area_px * input_area_px / self.stuff_area_reference_px))

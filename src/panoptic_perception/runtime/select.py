@@ -188,7 +188,7 @@ def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeCo
     backend = OnnxRuntimeBackend(result.value, input_shape, f"{reason}; {result.path.name} {how}",
                                  result.path)
     for _ in range(runtime_config.warmup_frames):
-        backend.infer(torch.zeros(input_shape))
+        backend.infer(torch.zeros(input_shape))  # image_size: the whole input
     return backend
 
 
