@@ -107,7 +107,8 @@ class FusionParams:
                                                   "fraction of its mask", "0..1")
     mask_threshold: Optional[float] = _p(None, "mask probability that counts as inside", "0..1")
     stuff_area_px: Optional[int] = _p(None, "drop stuff regions smaller than this (at the reference "
-                                            "input area)", "px")
+                                            "input area; in image pixels with the model's fusion.resolution "
+                                            "image)", "px")
 
     def __post_init__(self) -> None:
         for name in ("instance_score_threshold", "overlap_threshold", "mask_threshold"):
