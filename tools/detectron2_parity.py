@@ -29,7 +29,7 @@ Building the reference (CPU, once; outside every repository)
     pip install torch==2.14.1 torchvision==0.29.1
     pip install wheel ninja fvcore iopath yacs hydra-core omegaconf pycocotools termcolor tabulate \\
         cloudpickle tqdm matplotlib packaging black onnx onnxruntime==1.32.0 onnxscript==0.7.2 \\
-        pillow==13.0.0 pyyaml pytest pytest-timeout
+        pillow==13.0.0 pyyaml opencv-python-headless pytest pytest-timeout
     git clone https://github.com/facebookresearch/detectron2 detectron2 && cd detectron2
     FORCE_CUDA=0 MAX_JOBS=1 python setup.py build_ext --inplace
 

@@ -235,7 +235,9 @@ class ROIHeads(nn.Module):
         boxes = decode_boxes(box_deltas.view(num_props, k, 4), proposals[:, None, :], cfg.box_reg_weights)
         clip_h, clip_w = clip_hw if clip_hw is not None else (height, width)
         boxes = clip_boxes(boxes, clip_h, clip_w)  # [P, K, 4]
-        candidate = valid[:, None] & (scores > cfg.score_threshold_test) & nonempty_boxes(boxes)
+        # Empty (clipped-away) boxes stay candidates: as in detectron2 they take part in NMS (IoU 0:
+        # they suppress nothing) and in the top max_detections, and are dropped after (below).
+        candidate = valid[:, None] & (scores > cfg.score_threshold_test)
         scores = scores.reshape(-1)
         boxes = boxes.reshape(-1, 4)
         labels = torch.arange(k, device=proposals.device).repeat(num_props)
@@ -251,6 +253,7 @@ class ROIHeads(nn.Module):
                                      valid=cand_valid)
         det_idx, det_valid = select_topk(keep, cand_scores, cfg.max_detections)
         det_boxes = cand_boxes[det_idx]
+        det_valid = det_valid & nonempty_boxes(det_boxes)  # detectron2's detector_postprocess
         det_scores = torch.where(det_valid, cand_scores[det_idx], torch.zeros_like(cand_scores[det_idx]))
         det_index = cand_labels[det_idx]
         wanted = det_valid & (det_scores >= self.mask_min_score)
