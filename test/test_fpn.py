@@ -27,7 +27,7 @@ def test_levels_shapes_and_strides(name):
         out = fpn(torch.randn(1, 3, H, W))
     assert list(out) == ["p2", "p3", "p4", "p5", "p6"]
     assert fpn.strides == {"p2": 4, "p3": 8, "p4": 16, "p5": 32, "p6": 64}
-    assert fpn.out_channels == 32 and fpn.size_divisibility == 64
+    assert fpn.out_channels == 32 and fpn.size_divisibility == 32
     for level, feature in out.items():
         assert feature.shape == (1, 32, H // fpn.strides[level], W // fpn.strides[level])
     # LastLevelMaxPool: kernel 1, stride 2 = every other P5 pixel.

@@ -85,11 +85,12 @@ def test_fpn_overlap_exactly_at_threshold_is_kept():
 def test_fpn_score_threshold_and_mask_threshold():
     a = box_mask(0, 8, 6, 12, prob=0.9)
     b = box_mask(10, 8, 16, 12, prob=0.9)
-    c = box_mask(18, 8, 22, 12, prob=0.5)  # exactly at mask_threshold: not foreground
-    dets = detections([a, b, c], [0.49, 0.5, 0.9], [CAR, CAR, CAR])
+    c = box_mask(18, 8, 22, 12, prob=0.5)  # exactly at mask_threshold: foreground (>=, as detectron2)
+    d = box_mask(18, 2, 22, 6, prob=0.4999)  # just below: not foreground
+    dets = detections([a, b, c, d], [0.49, 0.5, 0.9, 0.9], [CAR, CAR, CAR, CAR])
     out = make_fusion()(*dets, sem_from_labels(road_sky()))
-    assert out["segment_valid"][:3].tolist() == [False, True, False]
-    assert out["segment_area"][1] == 24
+    assert out["segment_valid"][:4].tolist() == [False, True, True, False]
+    assert out["segment_area"][1] == 24 and out["segment_area"][2] == 16
 
 
 def test_fpn_unclaimed_thing_pixels_are_void_and_small_stuff_is_void():

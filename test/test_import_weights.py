@@ -160,11 +160,18 @@ def test_export_reproduces_the_detectron2_arrays_exactly(imported, d2_arrays):
 def test_forward_runs_at_street_camera_sizes(imported, width_px, height_px):
     # KITTI (~3.3:1) and Cityscapes (2:1) aspect ratios, small enough for a CPU test.
     state_dict, config, _ = load_checkpoint(imported[1])
-    config = dataclasses.replace(config, input_width=width_px, input_height=height_px)
-    model = build_eval_model(config, state_dict, "imported")
+    assert config.fusion.resolution == "image"  # detectron2's postprocessing: the graph ends before the fusion
     image = torch.rand(1, 3, height_px, width_px, generator=torch.Generator().manual_seed(0)) * 255
+    raw_config = dataclasses.replace(config, input_width=width_px, input_height=height_px)
+    with torch.no_grad():
+        raw = build_eval_model(raw_config, state_dict, "imported")(image)
+    assert "segment_map" not in raw and raw["mask_rois"].shape == (100, 28, 28)
+    # the same network with the fusion in the graph, at the network's size
+    config = dataclasses.replace(raw_config, fusion=dataclasses.replace(config.fusion, resolution="network"))
+    model = build_eval_model(config, state_dict, "imported")
     with torch.no_grad():
         out = model(image)
+    torch.testing.assert_close(out["scores"], raw["scores"])
     assert out["sem_logits"].shape == (1, 54, height_px, width_px)
     assert bool(torch.isfinite(out["sem_logits"]).all()) and bool(torch.isfinite(out["mask_probs"]).all())
     assert out["segment_map"].shape == (height_px, width_px)

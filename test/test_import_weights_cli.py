@@ -27,7 +27,7 @@ def imported_pt(tmp_path_factory, model_zoo_pkl):
 def test_import_from_file_writes_a_self_describing_checkpoint(imported_pt, capsys):
     _, config, meta = load_checkpoint(imported_pt)
     assert config.label_space == "coco_panoptic" and config.input_format == "BGR"
-    assert (config.input_width, config.input_height, config.resize) == (1344, 448, "fit_pad")
+    assert (config.input_width, config.input_height, config.resize) == (1344, 416, "fit_pad")
     assert meta["source"] == "detectron2" and meta["source_url"] is None
 
 
@@ -51,7 +51,7 @@ def test_import_from_file_url(tmp_path, model_zoo_pkl, capsys):
     (lambda d, pkl: [str(pkl), "--url", pkl.as_uri()], "exactly one of"),
     (lambda d, pkl: [], "exactly one of"),
     (lambda d, pkl: [str(pkl), "--config", "no_such_model"], "unknown model config"),
-    (lambda d, pkl: [str(pkl), "--input-size", "1000x448"], "multiple of 64"),
+    (lambda d, pkl: [str(pkl), "--input-size", "1000x448"], "multiple of 32"),
 ])
 def test_bad_input_fails_with_a_named_reason(tmp_path, model_zoo_pkl, capsys, make_args, fragment):
     out = tmp_path / "out.pt"

@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
 from panoptic_perception.model.checkpoint import save_checkpoint
@@ -74,10 +75,9 @@ def test_fit_pad_preprocess_scales_once_and_pads_with_the_mean(fit_pad_pipeline)
     assert x.shape == (1, 3, 128, 256)
     valid_h, valid_w = fit_pad_pipeline.valid_size(100, 300)
     assert (valid_h, valid_w) == (85, 256)
-    src = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
-    resized = torch.nn.functional.interpolate(src, size=(85, 256), mode="bilinear", align_corners=False,
-                                              antialias=True).round().clamp(0, 255)
-    assert torch.equal(x[:, :, :85, :], resized)
+    # detectron2's ResizeTransform on uint8: PIL's bilinear resize
+    resized = np.asarray(Image.fromarray(rgb).resize((256, 85), Image.BILINEAR))
+    assert torch.equal(x[:, :, :85, :], torch.from_numpy(resized).permute(2, 0, 1)[None].float())
     mean_rgb = torch.tensor(D2_MEAN_BGR[::-1]).reshape(1, 3, 1, 1)
     assert torch.equal(x[:, :, 85:, :], mean_rgb.expand(1, 3, 43, 256))
     # after the in-graph normalisation the padding is exactly 0, as detectron2 pads

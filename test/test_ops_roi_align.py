@@ -147,6 +147,26 @@ def test_multilevel_roi_align_uses_each_boxes_level():
         torch.testing.assert_close(got[k:k + 1].double(), want, rtol=1e-4, atol=1e-5)
 
 
+def test_slots_make_elongated_and_coarsest_level_rois_exact_with_the_default_bound():
+    """Default max_adaptive_samples (4): an ROI needing 8 x 2 samples fits the 16 slots, and on the
+    coarsest level every box clipped to the canvas is exact (the slots cover its whole map), as
+    detectron2's adaptive sampling_ratio=0 pools the large boxes it sends there."""
+    gen = torch.Generator().manual_seed(3)
+    strides = [4, 8, 16, 32]
+    height, width = 256, 1344  # P5 is 8 x 42: a whole-canvas box needs ceil(42 / 7) = 6 samples on x
+    features = [torch.randn(1, 2, height // s, width // s, generator=gen) for s in strides]
+    boxes = torch.tensor([[0.0, 0.0, 1344.0, 256.0],  # P5, 6 x 2 samples
+                          [100.0, 10.0, 1200.0, 210.0],  # P5, 5 x 1
+                          [10.0, 40.0, 230.0, 52.0]])  # P2, elongated: 8 x 1 (55 x 3 feature px)
+    index = torch.zeros(3, dtype=torch.int64)
+    got = multilevel_roi_align(features, strides, boxes, index, (7, 7), sampling_ratio=0)
+    levels = assign_boxes_to_levels(boxes, 2, 5).tolist()
+    assert levels == [3, 3, 0]
+    for k, lv in enumerate(levels):
+        want = roi_align_reference(features[lv], boxes[k:k + 1], index[k:k + 1], 7, 7, 1.0 / strides[lv], 0, True)
+        torch.testing.assert_close(got[k:k + 1].double(), want, rtol=1e-4, atol=1e-5)
+
+
 def test_multilevel_rejects_bad_strides():
     feats = [torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 2, 2)]
     with pytest.raises(InputError, match="strides"):

@@ -108,7 +108,7 @@ def test_eval_outputs_contract():
 
 def test_input_errors_name_the_problem():
     model = PanopticFPN(small_config()).eval()
-    with pytest.raises(InputError, match="multiple of 64"):
+    with pytest.raises(InputError, match="multiple of 32"):
         model(torch.zeros(1, 3, 100, 256))
     with pytest.raises(InputError, match="one image"):
         model(torch.zeros(2, 3, HEIGHT, WIDTH))

@@ -14,8 +14,8 @@ THING_IDS = (11, 13, 14)
 
 
 def _heads(**overrides) -> ROIHeads:
-    cfg = ROIHeadsConfig(box_fc_dim=32, mask_conv_dim=8, mask_num_conv=2, max_detections=6,
-                         batch_size_per_image=64, **overrides)
+    cfg = ROIHeadsConfig(**{"box_fc_dim": 32, "mask_conv_dim": 8, "mask_num_conv": 2, "max_detections": 6,
+                            "batch_size_per_image": 64, **overrides})
     torch.manual_seed(0)
     return ROIHeads(cfg, in_channels=8, strides_px=STRIDES, thing_ids=THING_IDS)
 
@@ -68,6 +68,29 @@ def test_inference_threshold_nms_and_padding():
     assert all(c == THING_IDS[1] for c in out["classes"][out["valid"]].tolist())
     assert bool((out["scores"][~out["valid"]] == 0).all())
     assert bool((out["mask_probs"][~out["valid"]] == 0).all())
+
+
+def test_inference_clips_to_the_image_region_and_drops_empty_boxes_after_the_top_k():
+    """clip_hw (fit_pad's image region, a runtime tensor): boxes are clipped to it, not to the padded
+    input, as detectron2 clips to the resized image; a box clipped away entirely stays a candidate
+    through NMS and the top max_detections and is dropped after, as detectron2's detector_postprocess."""
+    heads = _heads(max_detections=2).eval()
+    _force_class(heads, 1)
+    proposals = torch.tensor([[100.0, 10.0, 127.0, 40.0], [10.0, 10.0, 50.0, 40.0], [60.0, 5.0, 90.0, 50.0]])
+    valid = torch.ones(3, dtype=torch.bool)
+    with torch.no_grad():
+        pooled = heads._pool(_features(), proposals, torch.zeros(3, dtype=torch.int64), 7)
+        scores = torch.softmax(heads.box_predictor(heads.box_head(pooled))[0], dim=-1)[:, 1]
+    assert int(scores.argmax()) == 0, "fixture: the box outside the image region must score highest"
+    clip_hw = (torch.tensor(48.0), torch.tensor(96.0))  # the image covers the top-left 96 x 48
+    out = heads.inference(_features(), proposals, valid, IMAGE_HW, clip_hw)
+    # top-2 by score: the empty box (x from 100 clipped to 96) and the next one; the empty one is dropped
+    assert out["valid"].tolist() == [False, True]
+    kept = out["boxes"][out["valid"]]
+    assert float(kept[:, 2].max()) <= 96.0 and float(kept[:, 3].max()) <= 48.0
+    # the whole input: the same proposals keep their first two boxes
+    whole = heads.inference(_features(), proposals, valid, IMAGE_HW)
+    assert int(whole["valid"].sum()) == 2
 
 
 def test_inference_score_threshold_drops_everything():

@@ -5,7 +5,7 @@ test is about the real graph (equivalence, op coverage).
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ class StandInPanoptic(nn.Module):
         self.head = nn.Conv2d(8, num_classes, 1)
         self.score = nn.Linear(8, NUM_DETECTIONS)
 
-    def forward(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, image_size: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         x = (image - self.pixel_mean) / self.pixel_std
         feat = F.relu(self.stem(x))
         h, w = image.shape[-2:]
@@ -35,8 +35,10 @@ class StandInPanoptic(nn.Module):
         pooled = feat.mean(dim=(2, 3))
         scores = torch.sigmoid(self.score(pooled))[0]
         classes = torch.arange(NUM_DETECTIONS, dtype=torch.int64) % logits.shape[1]
-        boxes = torch.stack([torch.zeros_like(scores), torch.zeros_like(scores),
-                             torch.full_like(scores, float(w)), torch.full_like(scores, float(h))], dim=1)
+        # boxes span the image region (image_size, the backends' second graph input) or the whole input
+        box_w = torch.full_like(scores, float(w)) if image_size is None else image_size[1].expand_as(scores)
+        box_h = torch.full_like(scores, float(h)) if image_size is None else image_size[0].expand_as(scores)
+        boxes = torch.stack([torch.zeros_like(scores), torch.zeros_like(scores), box_w, box_h], dim=1)
         mask_probs = torch.sigmoid(logits[0, :NUM_DETECTIONS])
         category_map = logits[0].argmax(dim=0).to(torch.int32)
         segment_map = (category_map + 1).to(torch.int32)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+from PIL import Image
 
 from panoptic_perception.config import load_dataclass
 from panoptic_perception.errors import ConfigError, InputError
@@ -128,6 +129,7 @@ class Pipeline:
         thing = [c.is_thing for c in self.label_space.categories] + [False]
         self._is_thing_table = np.array(thing, dtype=bool)
         self._index_cache: Dict[tuple, tuple] = {}
+        self._image_size_cache: Dict[tuple, Any] = {}
 
     def grid_config_path(self) -> str:
         """The grid YAML to project with (resolved path). Its class lists name classes of one label space,
@@ -172,28 +174,34 @@ class Pipeline:
                              f"{getattr(rgb, 'dtype', type(rgb).__name__)} {shape}")
         if rgb.shape[0] == 0 or rgb.shape[1] == 0:
             raise InputError(f"image is empty ({rgb.shape[1]}x{rgb.shape[0]})")
+        w, h = self.input_size
+        if self.model_config.resize == "fit_pad":
+            return self._fit_pad(rgb, h, w)
         if not rgb.flags.writeable:  # zero-copy views of ROS message buffers are read-only
             rgb = rgb.copy()
         x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
         x = x.permute(2, 0, 1).unsqueeze(0).float()
-        w, h = self.input_size
-        if self.model_config.resize == "fit_pad":
-            return self._fit_pad(x, h, w)
         if x.shape[-2:] != (h, w):
             # antialias: downscaling KITTI 1242 -> 640 without it aliases thin poles and lane marks
             x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
                                                 antialias=True)
         return x.contiguous()
 
-    def _fit_pad(self, x, input_h: int, input_w: int):
+    def _fit_pad(self, rgb: np.ndarray, input_h: int, input_w: int):
         """detectron2's test-time input: one scale for both axes, image top-left, pixel-mean padding."""
         torch = self._torch
-        valid_h, valid_w = self.valid_size(int(x.shape[-2]), int(x.shape[-1]))
-        if (valid_h, valid_w) != tuple(x.shape[-2:]):
-            x = torch.nn.functional.interpolate(x, size=(valid_h, valid_w), mode="bilinear", align_corners=False,
-                                                antialias=True)
-            # detectron2 resizes the uint8 image (PIL): its network sees whole grey levels.
-            x = x.round_().clamp_(0, 255)
+        valid_h, valid_w = self.valid_size(int(rgb.shape[0]), int(rgb.shape[1]))
+        if (valid_h, valid_w) != tuple(rgb.shape[:2]):
+            # Exactly detectron2's ResizeTransform on a uint8 image: PIL bilinear (PIL's own filter
+            # support, antialiased when shrinking, and its rounding to whole grey levels). A torch
+            # resize of the float image differs by a grey level at many pixels, which a network
+            # turns into different detections.
+            rgb = np.array(Image.fromarray(np.ascontiguousarray(rgb)).resize((valid_w, valid_h),
+                                                                               Image.Resampling.BILINEAR))
+        elif not rgb.flags.writeable:  # zero-copy views of ROS message buffers are read-only
+            rgb = rgb.copy()
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1).unsqueeze(0).float()
         if (valid_h, valid_w) == (input_h, input_w):
             return x.contiguous()
         mean = self.model_config.pixel_mean
@@ -212,6 +220,17 @@ class Pipeline:
         cfg = self.model_config
         return fit_pad_size(height_px, width_px, h, w, cfg.resize_shortest_edge_px, cfg.resize_max_size_px)
 
+    def image_size_input(self, height_px: int, width_px: int):
+        """The graph's image_size input for an image of this size: float32 [2] (h, w) of its region of
+        the input, on the backend's device (cached per size: one small host-to-device copy per camera)."""
+        key = (height_px, width_px)
+        cached = self._image_size_cache.get(key)
+        if cached is None:
+            valid_h, valid_w = self.valid_size(height_px, width_px)
+            cached = self._image_size_cache[key] = self._torch.tensor([float(valid_h), float(valid_w)],
+                                                                  dtype=self._torch.float32, device=self.device)
+        return cached
+
     def crop_outputs(self, outputs: Dict[str, object], height_px: int, width_px: int) -> Dict[str, object]:
         """Network outputs cut to the image's region of the input (fit_pad): every map whose last two
         dims are the input size, so postprocess and projection never see the padding."""
@@ -226,14 +245,52 @@ class Pipeline:
                 cropped[key] = value[..., :valid_h, :valid_w]
         return cropped
 
+    def fuse_at_image_size(self, outputs: Dict[str, object], height_px: int, width_px: int) -> Dict[str, object]:
+        """fusion.resolution "image": detectron2's postprocessing of the (cropped) network outputs.
+
+        As detectron2's detector_postprocess + sem_seg_postprocess: boxes scaled from the network's
+        image region to the image and clipped to it, masks pasted at the image's size, semantic
+        logits resized bilinearly to it; then the configured fusion there. Only the detections the
+        fusion can use (valid, score >= instance_score_threshold) are pasted.
+        """
+        from panoptic_perception.model.box_ops import clip_boxes
+        from panoptic_perception.model.paste_masks import paste_masks
+
+        torch = self._torch
+        valid_h, valid_w = self.valid_size(height_px, width_px)
+        scores, valid = outputs["scores"], outputs["valid"].to(torch.bool)
+        rows = (valid & (scores >= self.model_config.fusion.instance_score_threshold)).nonzero()[:, 0]
+        scale = torch.tensor([width_px / valid_w, height_px / valid_h] * 2, dtype=torch.float32, device=scores.device)
+        boxes = clip_boxes(outputs["boxes"][rows].float() * scale, height_px, width_px)
+        masks = paste_masks(outputs["mask_rois"][rows].float(), boxes, height_px, width_px)
+        fused = self._image_fusion(height_px, width_px)(masks, scores[rows], outputs["classes"][rows], valid[rows],
+                                                        outputs["sem_logits"])
+        return {**outputs, **fused}
+
+    def _image_fusion(self, height_px: int, width_px: int):
+        """The PanopticFusion for one image size (cached: its tables depend on the size only)."""
+        from panoptic_perception.model.fusion import PanopticFusion
+
+        key = ("fusion", height_px, width_px)
+        fusion = self._image_size_cache.get(key)
+        if fusion is None:
+            cfg = self.model_config
+            fusion = PanopticFusion(cfg.fusion, self.label_space, cfg.semantic_head.mode, height_px, width_px,
+                                    cfg.roi_heads.max_detections).to(self.device)
+            self._image_size_cache[key] = fusion
+        return fusion
+
     def postprocess(self, outputs: Dict[str, object], height_px: int, width_px: int):
-        """Network-size maps -> image-size maps and the measured segment table."""
+        """Network-size (or image-size) maps -> image-size maps and the measured segment table."""
         torch = self._torch
         seg_small = outputs["segment_map"]
         cat_small = outputs["category_map"]
         rows, cols, ys, xs = self._image_index(seg_small.shape, height_px, width_px, seg_small.device)
-        seg = seg_small.index_select(0, rows).index_select(1, cols)
-        cat = cat_small.index_select(0, rows).index_select(1, cols)
+        if tuple(seg_small.shape) == (height_px, width_px):  # fused at the image's size
+            seg, cat = seg_small, cat_small
+        else:
+            seg = seg_small.index_select(0, rows).index_select(1, cols)
+            cat = cat_small.index_select(0, rows).index_select(1, cols)
         n_slots = int(outputs["segment_valid"].shape[0]) + 1
         flat = seg.reshape(-1).long()
         area = torch.bincount(flat, minlength=n_slots)
@@ -290,13 +347,16 @@ class Pipeline:
         timings: Dict[str, float] = {}
         t0 = time.perf_counter()
         x = self.preprocess(rgb)
+        height_px, width_px = rgb.shape[:2]
+        image_size = self.image_size_input(height_px, width_px)
         sync()
         t1 = time.perf_counter()
-        outputs = self.backend.infer(x)
+        outputs = self.backend.infer(x, image_size)
         sync()
         t2 = time.perf_counter()
-        height_px, width_px = rgb.shape[:2]
         outputs = self.crop_outputs(outputs, height_px, width_px)
+        if self.model_config.fusion.resolution == "image":
+            outputs = self.fuse_at_image_size(outputs, height_px, width_px)
         segment_map, category_map, segments = self.postprocess(outputs, height_px, width_px)
         t3 = time.perf_counter()
         timings.update(preprocess_ms=(t1 - t0) * 1e3, network_ms=(t2 - t1) * 1e3,

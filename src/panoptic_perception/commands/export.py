@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["fp16", "fp32", "int8"], default=None,
                         help="tensorrt precision (default: from --runtime-config, fp16); onnx is always fp32")
     parser.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
-                        help="static input size (multiples of 64); default: the checkpoint's model config")
+                        help="static input size (multiples of 32); default: the checkpoint's model config")
     parser.add_argument("--runtime-config", type=Path, default=None,
                         help="runtime YAML (default: config/runtime.yaml): workspace, cache dir, opset ...")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached artifact is valid")

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help=f"model config YAML describing the network (default: config/{DEFAULT_CONFIG}.yaml)")
     parser.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
-                        help="static input size stored in the checkpoint (multiples of 64); default: the config's")
+                        help="static input size stored in the checkpoint (multiples of 32); default: the config's")
     parser.add_argument("--download-dir", type=Path, default=None,
                         help="keep the downloaded file here (default: a temporary directory, deleted after)")
 

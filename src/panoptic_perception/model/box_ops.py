@@ -11,9 +11,12 @@ by the reference size, log size ratios, per-coordinate weights, and the size del
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import Sequence, Tuple, Union
 
 import torch
+
+# (H, W) boxes are clipped to: the static input's, or the image region's as 0-dim tensors.
+ClipSize = Tuple[Union[int, torch.Tensor], Union[int, torch.Tensor]]
 
 # detectron2 _DEFAULT_SCALE_CLAMP: boxes may grow at most 1000/16 times their reference size.
 DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
@@ -102,10 +105,18 @@ def decode_boxes(
     )
 
 
-def clip_boxes(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Clamp boxes [..., 4] into the image [0, width] x [0, height] (detectron2 Boxes.clip)."""
-    x = boxes[..., 0::2].clamp(min=0.0, max=float(width))
-    y = boxes[..., 1::2].clamp(min=0.0, max=float(height))
+def clip_boxes(boxes: torch.Tensor, height: Union[int, torch.Tensor], width: Union[int, torch.Tensor]) -> torch.Tensor:
+    """Clamp boxes [..., 4] into the image [0, width] x [0, height] (detectron2 Boxes.clip).
+
+    height / width may be 0-dim tensors: the image region of a padded static input, known only at
+    run time (a graph input), as detectron2 clips to the resized image, not to its padding.
+    """
+    if isinstance(height, torch.Tensor) or isinstance(width, torch.Tensor):
+        x = torch.minimum(boxes[..., 0::2].clamp(min=0.0), torch.as_tensor(width).to(boxes))
+        y = torch.minimum(boxes[..., 1::2].clamp(min=0.0), torch.as_tensor(height).to(boxes))
+    else:
+        x = boxes[..., 0::2].clamp(min=0.0, max=float(width))
+        y = boxes[..., 1::2].clamp(min=0.0, max=float(height))
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 

@@ -13,6 +13,7 @@ from typing import Literal, Tuple
 from panoptic_perception.config import load_dataclass
 
 BACKBONE_NAMES = ("resnet50", "resnet18", "mobilenetv2")  # the values BackboneConfig.name takes
+INPUT_DIVISIBILITY = 32  # the static input's width and height are multiples of this (see ModelConfig)
 
 
 @dataclass
@@ -97,8 +98,23 @@ class FusionConfig:
     overlap_threshold: float = 0.5
     mask_threshold: float = 0.5
     stuff_area_px: int = 4096
-    # Input area at which stuff_area_px applies; the limit scales with the real input area.
+    # Input area at which stuff_area_px applies (resolution "network"); the limit scales with the
+    # real input area.
     stuff_area_reference_px: int = 1024 * 2048
+    # Where the fusion runs. "network": inside the graph at the input size (masks pasted and stuff
+    # counted on the network canvas, maps upsampled nearest to the image): the fast path. "image":
+    # detectron2's postprocessing: the graph stops at detections, the mask head's M x M
+    # probabilities and the semantic logits; the Pipeline pastes masks at the image's own size,
+    # resizes the semantic logits bilinearly to it and fuses there, counting stuff_area_px in image
+    # pixels (no reference area).
+    resolution: Literal["network", "image"] = "network"
+
+    def __post_init__(self) -> None:
+        if self.resolution not in ("network", "image"):
+            raise ValueError(f"fusion.resolution must be 'network' or 'image', got {self.resolution!r}")
+        if self.resolution == "image" and self.mode == "conv_head":
+            raise ValueError("fusion.resolution 'image' runs outside the graph, without the conv head's "
+                             "weights: use mode panoptic_fpn or jsis, or resolution 'network'")
 
     def stuff_area_limit_px(self, input_area_px: int) -> int:
         return int(math.ceil(self.stuff_area_px * input_area_px / self.stuff_area_reference_px))
@@ -130,10 +146,12 @@ class ModelConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self) -> None:
-        # FPN P6 has stride 64: a static input must divide evenly all the way down.
+        # The FPN's coarsest bottom-up stride is 32 (P5); P6 (stride 64, RPN only) pools P5 to
+        # ceil(P5 / 2), so 32 is enough, as detectron2's size_divisibility. KITTI at detectron2's
+        # scale (1333x402) then pads to 1344x416, not 1344x448.
         for name, value in (("input_width", self.input_width), ("input_height", self.input_height)):
-            if value <= 0 or value % 64:
-                raise ValueError(f"{name} must be a positive multiple of 64, got {value}")
+            if value <= 0 or value % INPUT_DIVISIBILITY:
+                raise ValueError(f"{name} must be a positive multiple of {INPUT_DIVISIBILITY}, got {value}")
         if self.resize_shortest_edge_px < 0 or self.resize_max_size_px < 0:
             raise ValueError(f"resize_shortest_edge_px and resize_max_size_px must be >= 0 (0 = off), got "
                              f"{self.resize_shortest_edge_px} and {self.resize_max_size_px}")

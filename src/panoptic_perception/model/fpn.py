@@ -64,7 +64,9 @@ class FPN(nn.Module):
 
     @property
     def size_divisibility(self) -> int:
-        return max(self.strides.values())
+        # The coarsest bottom-up stage (detectron2's FPN._size_divisibility, 32 for P5): P6 pools P5
+        # with stride 2 and takes ceil(P5 / 2) rows and columns, as detectron2's LastLevelMaxPool does.
+        return max(stride for level, stride in self.strides.items() if level != "p6")
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Normalised image [B,3,H,W] (H, W divisible by the coarsest stride) -> {"p2": ..., "p6": ...}."""

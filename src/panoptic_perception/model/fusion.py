@@ -4,7 +4,7 @@ Three rules (FusionConfig.mode), all static-shape tensor code so the fusion expo
 
 panoptic_fpn  detectron2's combine_semantic_and_instance_outputs (Panoptic FPN, seed 002):
               instances by descending score; stop below instance_score_threshold; binarise at
-              mask_threshold; skip an instance whose mask overlaps already-taken pixels by more than
+              mask_threshold (>=, as detectron2); skip an instance whose mask overlaps already-taken pixels by more than
               overlap_threshold of its area, else it takes its untaken pixels. The remaining pixels
               take the semantic argmax over ALL channels; where that is a thing class (or the
               "things" channel) they stay void, as in detectron2 (thing pixels no detection claimed
@@ -97,7 +97,9 @@ class PanopticFusion(nn.Module):
         self.score_threshold = float(config.instance_score_threshold)
         self.overlap_threshold = float(config.overlap_threshold)
         self.mask_threshold = float(config.mask_threshold)
-        self.stuff_area_limit_px = int(config.stuff_area_limit_px(self.height * self.width))
+        # At the image's resolution the limit is in image pixels, as detectron2 counts it.
+        self.stuff_area_limit_px = int(config.stuff_area_px if config.resolution == "image"
+                                       else config.stuff_area_limit_px(self.height * self.width))
         self.ignore_id = int(label_space.ignore_id)
         self.num_classes = label_space.num_classes
         self.semantic_channels = semantic_channel_count(label_space, semantic_mode)
@@ -208,7 +210,8 @@ class PanopticFusion(nn.Module):
         capturing = is_capturing()
         if not capturing:
             order = order[eligible[order]]
-        binary_ranked = (probs[order] > self.mask_threshold).to(torch.float32)
+        # >=, as detectron2's paste_masks_in_image binarises (a probability of exactly 0.5 is mask)
+        binary_ranked = (probs[order] >= self.mask_threshold).to(torch.float32)
         areas = binary_ranked.sum(dim=-1)
         ok_ranked = (eligible[order] & (areas > 0)).to(torch.float32)
         slot_ids = (order + 1).to(torch.float32)

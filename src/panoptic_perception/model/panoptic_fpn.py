@@ -62,8 +62,11 @@ class PanopticFPN(nn.Module):
             raise InputError(f"image size {width}x{height} must be a multiple of {self.size_divisibility} "
                              "(the FPN's coarsest stride); pad or resize the input")
 
-    def forward(self, images: torch.Tensor, targets: Optional[Sequence[Target]] = None
-                ) -> Dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, targets: Optional[Sequence[Target]] = None,
+                image_size: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """image_size (eval): float [2] (height, width) of the image region of a padded input
+        (fit_pad), a runtime input of the graph; proposals and detections are clipped to it, as
+        detectron2 clips to the resized image. None: the whole input."""
         self._check_images(images)
         image_hw = (int(images.shape[2]), int(images.shape[3]))
         features = self.backbone(self.preprocess(images))
@@ -77,8 +80,9 @@ class PanopticFPN(nn.Module):
         if images.shape[0] != 1:
             raise InputError(f"inference runs on one image at a time (static shapes), "
                              f"got batch {images.shape[0]}")
-        (boxes, _, valid), _ = self.proposal_generator(rpn_features, image_hw)
-        outputs = self.roi_heads(roi_features, boxes, valid, image_hw)
+        clip_hw = image_hw if image_size is None else (image_size[0], image_size[1])
+        (boxes, _, valid), _ = self.proposal_generator(rpn_features, clip_hw)
+        outputs = self.roi_heads(roi_features, boxes, valid, image_hw, clip_hw=clip_hw)
         outputs["sem_logits"] = sem_logits
         return outputs
 
@@ -136,8 +140,10 @@ class PanopticFPN(nn.Module):
 class PanopticModel(PanopticFPN):
     """PanopticFPN + PanopticFusion: the one inference graph (batch 1, fixed input size).
 
-    Eval forward(image [1,3,H,W] float RGB 0..255) -> the fusion's dict (segment_map, category_map,
-    segment table ...) merged with the network's raw outputs. Training forward is PanopticFPN's.
+    Eval forward(image [1,3,H,W] float RGB 0..255, image_size=None) -> the fusion's dict (segment_map,
+    category_map, segment table ...) merged with the network's raw outputs; with fusion.resolution
+    "image" the raw outputs only ("mask_rois" [D,M,M] in place of "mask_probs"), fused by the
+    Pipeline at the image's size. Training forward is PanopticFPN's.
     """
 
     def __init__(self, config: ModelConfig, label_space: Optional[LabelSpace] = None) -> None:
@@ -145,16 +151,22 @@ class PanopticModel(PanopticFPN):
         self.fusion = PanopticFusion(config.fusion, self.label_space, config.semantic_head.mode,
                                      config.input_height, config.input_width, config.roi_heads.max_detections)
         self.roi_heads.mask_min_score = config.fusion.instance_score_threshold
+        # fusion.resolution "image": the graph ends at the network's outputs (M x M masks); the
+        # Pipeline fuses at the image's size (fuse_at_image_size).
+        self.fuse_in_graph = config.fusion.resolution == "network"
+        self.roi_heads.paste_masks = self.fuse_in_graph
 
-    def forward(self, images: torch.Tensor, targets: Optional[Sequence[Target]] = None
-                ) -> Dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, targets: Optional[Sequence[Target]] = None,
+                image_size: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         if self.training:
             return super().forward(images, targets)
         expected = (self.config.input_height, self.config.input_width)
         if tuple(images.shape[-2:]) != expected:
             raise InputError(f"PanopticModel runs at its configured input size {expected[1]}x{expected[0]}, "
                              f"got {images.shape[-1]}x{images.shape[-2]}")
-        raw = super().forward(images)
+        raw = super().forward(images, image_size=image_size)
+        if not self.fuse_in_graph:
+            return raw
         fused = self.fusion(raw["mask_probs"], raw["scores"], raw["classes"], raw["valid"], raw["sem_logits"])
         return {**raw, **fused}
 

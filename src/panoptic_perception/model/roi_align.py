@@ -6,13 +6,17 @@ Semantics are torchvision's `roi_align` CPU/CUDA kernel, bit for bit up to float
 - Each output bin averages sampling_ratio x sampling_ratio bilinear samples at the sub-bin
   centres. A sample more than one pixel outside the map is 0; one within a pixel of the border
   reads the clamped border value (not a blend with zero).
-- sampling_ratio=0 is adaptive: ceil(roi_size / output_size) samples per axis, different per ROI.
-  Static shapes need a fixed sample count, so we lay out `max_adaptive_samples` samples per axis
-  and give the ones beyond an ROI's own count zero weight. Positions of the used samples are
-  the exact adaptive ones, so the result is exact for every ROI whose adaptive count is within
-  the bound; larger ROIs (an ROI spanning more than max_adaptive_samples * output_size feature
-  pixels on an axis, i.e. a box far bigger than its FPN level is meant for) are averaged over the
-  bound's samples instead. Cost grows with the square of the bound.
+- sampling_ratio=0 is adaptive: ceil(roi_size / output_size) samples per axis (gy, gx), different
+  per ROI. Static shapes need a fixed sample count, so every bin gets `slots` sample slots; an
+  ROI uses the first gy * gx of them (slot t is sample (t // gx, t % gx), the kernel's order) and
+  gives the rest zero weight. Positions of the used samples are the exact adaptive ones, so the
+  result is exact for every ROI with gy * gx <= slots. `multilevel_roi_align` sizes the slots so
+  that every box on the coarsest level is exact: boxes are clipped to the canvas, so there
+  gy * gx <= ceil(H_top / h) * ceil(W_top / w), a static bound (detectron2 sends every large box
+  to P5; on KITTI's 1344x416 canvas that is 2 x 6 = 12 for the box head). The finer levels only
+  get boxes below a size limit, which fit the default max_adaptive_samples^2 = 16 slots unless
+  very elongated. An ROI that needs more slots than there are is averaged over at most
+  max_adaptive_samples per axis instead. Cost grows linearly with the slots.
 
 How: every feature level (and every image of the batch) is stacked into one tall canvas
 [1, C, rows, max width]; each ROI carries its own scale, map size and row offset, the sample
@@ -61,40 +65,26 @@ def _build_canvas(features: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, List[
     return canvas[None], offsets
 
 
-def _axis_samples(
-    start: torch.Tensor,
-    end: torch.Tensor,
-    size: torch.Tensor,
-    bins: int,
-    samples: int,
-    sampling_ratio: int,
-    aligned: bool,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sample coordinates along one axis for K ROIs -> (coord [K, bins, samples], weight, count [K]).
-
-    start/end are ROI edges in feature pixels (already scaled and shifted), size the map extent.
-    weight is 1 for a sample that counts and lies within one pixel of the map, else 0.
-    """
-    extent = end - start
-    if not aligned:
-        extent = extent.clamp(min=1.0)
-    bin_size = extent / bins
-    step = torch.arange(samples, device=start.device, dtype=start.dtype)
+def _adaptive_counts(extent: torch.Tensor, bins: int, sampling_ratio: int) -> torch.Tensor:
+    """Samples per axis [K] for ROI extents [K] (feature pixels): fixed, or the kernel's adaptive ceil."""
     if sampling_ratio > 0:
-        grid = torch.full_like(extent, float(sampling_ratio))
-    else:
-        # ceil of a negative or zero extent is <= 0: no samples, as in the kernel's empty loop.
-        grid = torch.ceil(extent / bins).clamp(min=0.0, max=float(samples))
-    safe_grid = grid.clamp(min=1.0)
+        return torch.full_like(extent, float(sampling_ratio))
+    # ceil of a negative or zero extent is <= 0: no samples, as in the kernel's empty loop.
+    return torch.ceil(extent / bins).clamp(min=0.0)
+
+
+def _axis_coords(start: torch.Tensor, extent: torch.Tensor, size: torch.Tensor, bins: int, index: torch.Tensor,
+                 count: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates [K, bins, T] of sample `index` [K, T] (of `count` [K] per bin) along one axis, and
+    whether each lies within one pixel of the map (else it reads 0, as in the kernel)."""
+    bin_size = extent / bins
     bin_index = torch.arange(bins, device=start.device, dtype=start.dtype)
     coord = (start[:, None, None] + bin_index[None, :, None] * bin_size[:, None, None]
-             + (step[None, None, :] + 0.5) * (bin_size / safe_grid)[:, None, None])
-    used = step[None, None, :] < grid[:, None, None]
+             + (index[:, None, :] + 0.5) * (bin_size / count.clamp(min=1.0))[:, None, None])
     inside = (coord >= -1.0) & (coord <= size[:, None, None])
-    weight = (used & inside).to(coord.dtype)
     # The kernel clamps to [0, size - 1]; clamping here also keeps samples on their own map.
     coord = torch.minimum(coord.clamp(min=0.0), size[:, None, None] - 1)
-    return coord, weight, grid
+    return coord, inside
 
 
 def _sample_canvas(
@@ -108,10 +98,13 @@ def _sample_canvas(
     sampling_ratio: int,
     aligned: bool,
     max_adaptive_samples: int,
+    slots: int,
 ) -> torch.Tensor:
-    """RoIAlign of K boxes, each with its own scale, map size and canvas row offset -> [K, C, h, w]."""
+    """RoIAlign of K boxes, each with its own scale, map size and canvas row offset -> [K, C, h, w].
+
+    Every bin reads `slots` samples (sampling_ratio^2 when fixed), of which an ROI uses gy * gx.
+    """
     out_h, out_w = output_size
-    samples = sampling_ratio if sampling_ratio > 0 else max_adaptive_samples
     dtype = canvas.dtype if canvas.dtype in (torch.float32, torch.float64) else torch.float32
     boxes = boxes.to(dtype)
     scale = scale.to(dtype)
@@ -120,8 +113,25 @@ def _sample_canvas(
     y1 = boxes[:, 1] * scale - offset
     x2 = boxes[:, 2] * scale - offset
     y2 = boxes[:, 3] * scale - offset
-    ys, wy, grid_h = _axis_samples(y1, y2, map_height.to(dtype), out_h, samples, sampling_ratio, aligned)
-    xs, wx, grid_w = _axis_samples(x1, x2, map_width.to(dtype), out_w, samples, sampling_ratio, aligned)
+    extent_y, extent_x = y2 - y1, x2 - x1
+    if not aligned:
+        extent_y, extent_x = extent_y.clamp(min=1.0), extent_x.clamp(min=1.0)
+    grid_h = _adaptive_counts(extent_y, out_h, sampling_ratio)
+    grid_w = _adaptive_counts(extent_x, out_w, sampling_ratio)
+    if sampling_ratio > 0:
+        slots = sampling_ratio * sampling_ratio
+    else:
+        # ROIs needing more than `slots` samples fall back to at most max_adaptive_samples per axis.
+        fits = grid_h * grid_w <= slots
+        grid_h = torch.where(fits, grid_h, grid_h.clamp(max=float(max_adaptive_samples)))
+        grid_w = torch.where(fits, grid_w, grid_w.clamp(max=float(max_adaptive_samples)))
+    slot = torch.arange(slots, device=boxes.device, dtype=dtype)
+    safe_w = grid_w.clamp(min=1.0)[:, None]
+    sample_y = torch.floor(slot[None, :] / safe_w)  # [K, T]: slot t is sample (t // gx, t % gx)
+    sample_x = slot[None, :] - sample_y * safe_w
+    used = slot[None, :] < (grid_h * grid_w)[:, None]
+    ys, in_y = _axis_coords(y1, extent_y, map_height.to(dtype), out_h, sample_y, grid_h)
+    xs, in_x = _axis_coords(x1, extent_x, map_width.to(dtype), out_w, sample_x, grid_w)
     ys = ys + row_offset.to(dtype)[:, None, None]
 
     num = boxes.shape[0]
@@ -130,20 +140,20 @@ def _sample_canvas(
     norm_x = xs * (2.0 / max(cols - 1, 1)) - 1.0
     # Samples of one output bin are the innermost grid axis, so averaging them is a reduction over
     # contiguous memory (a strided 6-D reduction cost more than the sampling itself on CPU).
-    shape = (num, out_h, out_w, samples, samples)
+    shape = (num, out_h, out_w, slots)
     grid = torch.stack(
         (
-            norm_x.reshape(num, 1, out_w, 1, samples).expand(shape),
-            norm_y.reshape(num, out_h, 1, samples, 1).expand(shape),
+            norm_x.reshape(num, 1, out_w, slots).expand(shape),
+            norm_y.reshape(num, out_h, 1, slots).expand(shape),
         ),
         dim=-1,
-    ).reshape(1, num * out_h * out_w, samples * samples, 2)
+    ).reshape(1, num * out_h * out_w, slots, 2)
     sampled = F.grid_sample(canvas.to(dtype), grid, mode="bilinear", padding_mode="border",
-                            align_corners=True)[0]  # [C, K*h*w, s*s]
+                            align_corners=True)[0]  # [C, K*h*w, T]
     count = (grid_h * grid_w).clamp(min=1.0)
-    weight = (wy.reshape(num, out_h, 1, samples, 1) * wx.reshape(num, 1, out_w, 1, samples)
-              / count[:, None, None, None, None])
-    pooled = (sampled * weight.reshape(num * out_h * out_w, samples * samples)).sum(dim=-1)
+    weight = ((in_y & used[:, None, :]).to(dtype).reshape(num, out_h, 1, slots)
+              * in_x.to(dtype).reshape(num, 1, out_w, slots) / count[:, None, None, None])
+    pooled = (sampled * weight.reshape(num * out_h * out_w, slots)).sum(dim=-1)
     channels = int(canvas.shape[1])
     return pooled.reshape(channels, num, out_h, out_w).permute(1, 0, 2, 3).to(canvas.dtype)
 
@@ -181,7 +191,7 @@ def roi_align(
     return _sample_canvas(
         canvas, boxes, like * float(spatial_scale), like * height, like * width,
         batch_index.to(boxes.dtype) * height, _pair(output_size), sampling_ratio, aligned,
-        max_adaptive_samples,
+        max_adaptive_samples, max_adaptive_samples * max_adaptive_samples,
     )
 
 
@@ -238,7 +248,12 @@ def multilevel_roi_align(
     )
     per_box = table[level]
     row_offset = per_box[:, 3] + batch_index.to(dtype) * per_box[:, 1]
+    out_h, out_w = _pair(output_size)
+    # Enough slots for any box on the coarsest level, which takes every box above its size limit
+    # (a box clipped to the canvas spans at most the whole map): static, from the map's shape.
+    top_h, top_w = int(features[-1].shape[-2]), int(features[-1].shape[-1])
+    slots = max(max_adaptive_samples * max_adaptive_samples, math.ceil(top_h / out_h) * math.ceil(top_w / out_w))
     return _sample_canvas(
         canvas, boxes, per_box[:, 0], per_box[:, 1], per_box[:, 2], row_offset,
-        _pair(output_size), sampling_ratio, aligned, max_adaptive_samples,
+        (out_h, out_w), sampling_ratio, aligned, max_adaptive_samples, slots,
     )

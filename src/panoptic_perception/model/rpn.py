@@ -19,7 +19,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from panoptic_perception.model.anchors import AnchorGenerator
-from panoptic_perception.model.box_ops import box_iou, clip_boxes, decode_boxes, encode_boxes, nonempty_boxes
+from panoptic_perception.model.box_ops import (
+    ClipSize,
+    box_iou,
+    clip_boxes,
+    decode_boxes,
+    encode_boxes,
+    nonempty_boxes,
+)
 from panoptic_perception.model.config import RPNConfig
 from panoptic_perception.model.losses import rpn_losses
 from panoptic_perception.model.matcher import BACKGROUND, FOREGROUND, IGNORE, Matcher, subsample_labels
@@ -64,10 +71,11 @@ class RPN(nn.Module):
         low, high = cfg.iou_thresholds
         self.matcher = Matcher((low, high), (BACKGROUND, IGNORE, FOREGROUND), allow_low_quality_matches=True)
 
-    def forward(self, features: Sequence[torch.Tensor], image_hw: Tuple[int, int],
+    def forward(self, features: Sequence[torch.Tensor], image_hw: ClipSize,
                 gt_boxes: Optional[Sequence[torch.Tensor]] = None
                 ) -> Tuple[Proposals, Dict[str, torch.Tensor]]:
-        """features: FPN maps finest first; image_hw: the input (H, W) for clipping.
+        """features: FPN maps finest first; image_hw: the (H, W) to clip to (ints, or 0-dim tensors for
+        the image region of a padded input).
 
         Returns ((boxes [B,P,4], objectness logits [B,P], valid [B,P]), losses). Losses are computed
         when gt_boxes (one [n,4] tensor per image) is given; the proposals never carry gradient.
@@ -88,7 +96,7 @@ class RPN(nn.Module):
         return proposals, losses
 
     def select_proposals(self, anchors: Sequence[torch.Tensor], logits: Sequence[torch.Tensor],
-                         deltas: Sequence[torch.Tensor], image_hw: Tuple[int, int], pre_nms_topk: int,
+                         deltas: Sequence[torch.Tensor], image_hw: ClipSize, pre_nms_topk: int,
                          post_nms_topk: int) -> Proposals:
         """Static-shape top-k -> decode -> clip -> NMS per level -> top-k over levels, batched over images.
 

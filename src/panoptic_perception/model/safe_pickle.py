@@ -18,6 +18,7 @@ objects are refused as well: weights are numbers.
 from __future__ import annotations
 
 import codecs
+import importlib
 import io
 import pickle
 from pathlib import Path
@@ -44,19 +45,23 @@ def _empty_bytes(*args: Any) -> bytes:
     return b""
 
 
+def _numpy_core(submodule: str) -> Any:
+    # By version, not by getattr(np, "_core"): NumPy 1.26 has a numpy._core compatibility package
+    # too, and once anything imported it, np._core exists without its submodules as attributes.
+    package = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
+    return importlib.import_module(f"{package}.{submodule}")
+
+
 def _numpy_reconstruct() -> Callable:
-    core = getattr(np, "_core", None) or np.core
-    return core.multiarray._reconstruct
+    return _numpy_core("multiarray")._reconstruct
 
 
 def _numpy_scalar() -> Callable:
-    core = getattr(np, "_core", None) or np.core
-    return core.multiarray.scalar
+    return _numpy_core("multiarray").scalar
 
 
 def _numpy_frombuffer() -> Callable:
-    core = getattr(np, "_core", None) or np.core
-    return core.numeric._frombuffer
+    return _numpy_core("numeric")._frombuffer
 
 
 def _allowed_globals() -> Dict[Tuple[str, str], Callable[[], Any]]:

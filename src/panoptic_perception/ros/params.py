@@ -107,7 +107,8 @@ class FusionParams:
                                                   "fraction of its mask", "0..1")
     mask_threshold: Optional[float] = _p(None, "mask probability that counts as inside", "0..1")
     stuff_area_px: Optional[int] = _p(None, "drop stuff regions smaller than this (at the reference "
-                                            "input area)", "px")
+                                            "input area; in image pixels with the model's fusion.resolution "
+                                            "image)", "px")
 
     def __post_init__(self) -> None:
         for name in ("instance_score_threshold", "overlap_threshold", "mask_threshold"):
@@ -172,8 +173,8 @@ class NodeParams:
     def __post_init__(self) -> None:
         for name in ("input_width", "input_height"):
             value = getattr(self, name)
-            _require(value == 0 or (value > 0 and value % 64 == 0),
-                     f"{name} must be 0 (model's own) or a positive multiple of 64, got {value}")
+            _require(value == 0 or (value > 0 and value % 32 == 0),
+                     f"{name} must be 0 (model's own) or a positive multiple of 32, got {value}")
         _require(bool(self.vehicle_frame.strip()) and not self.vehicle_frame.startswith("/"),
                  f"vehicle_frame must be a non-empty tf frame id without a leading '/', "
                  f"got {self.vehicle_frame!r}")

@@ -9,7 +9,7 @@ import torch
 
 from panoptic_perception.errors import ConfigError, ModelFileError
 from panoptic_perception.runtime.base import LOG, Backend, InputShape, float_outputs_to_fp32
-from panoptic_perception.runtime.onnx_export import INPUT_NAME
+from panoptic_perception.runtime.onnx_export import IMAGE_SIZE_NAME, INPUT_NAME
 
 # Preferred first; each is used only when this onnxruntime build has it.
 _PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -63,9 +63,12 @@ class OnnxRuntimeBackend(Backend):
         self.onnx_path = Path(onnx_path)
         self.providers = providers
         inputs = session.get_inputs()
-        if len(inputs) != 1:
-            raise ModelFileError(f"{onnx_path}: expected one input, found {[i.name for i in inputs]}")
+        names = [i.name for i in inputs]
+        # image, then image_size (GraphInputs); a model that ignores image_size exports without it.
+        if len(inputs) not in (1, 2) or (len(inputs) == 2 and names[1] != IMAGE_SIZE_NAME):
+            raise ModelFileError(f"{onnx_path}: expected inputs ({INPUT_NAME}[, {IMAGE_SIZE_NAME}]), found {names}")
         self._input_name = inputs[0].name if inputs[0].name else INPUT_NAME
+        self._takes_image_size = len(inputs) == 2
         shape = tuple(inputs[0].shape)
         if shape != tuple(input_shape):
             raise ModelFileError(f"{onnx_path}: input shape {shape} != expected {tuple(input_shape)} "
@@ -73,9 +76,11 @@ class OnnxRuntimeBackend(Backend):
         self.output_names = [o.name for o in session.get_outputs()]
         LOG.info("onnxruntime: %s with providers %s", onnx_path, providers)
 
-    def _infer(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-        array = np.ascontiguousarray(image.detach().cpu().numpy())
-        results = self.session.run(self.output_names, {self._input_name: array})
+    def _infer(self, image: torch.Tensor, image_size: torch.Tensor) -> Dict[str, torch.Tensor]:
+        feed = {self._input_name: np.ascontiguousarray(image.detach().cpu().numpy())}
+        if self._takes_image_size:
+            feed[IMAGE_SIZE_NAME] = image_size.detach().cpu().numpy()
+        results = self.session.run(self.output_names, feed)
         out = {name: torch.from_numpy(np.asarray(value)) for name, value in zip(self.output_names, results)}
         if self.device.type != "cpu":
             out = {k: v.to(self.device, non_blocking=True) for k, v in out.items()}

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from panoptic_perception.errors import ModelFileError
-from panoptic_perception.runtime.base import LOG, InputShape
+from panoptic_perception.runtime.base import IMAGE_SIZE_NAME, LOG, InputShape, example_inputs, whole_image_size
 
 INPUT_NAME = "image"
+INPUT_NAMES = [INPUT_NAME, IMAGE_SIZE_NAME]  # GraphInputs' order
 
 
 class TupleOutputs(nn.Module):
@@ -23,14 +24,14 @@ class TupleOutputs(nn.Module):
         self.model = model
         self.keys = list(keys)
 
-    def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        out = self.model(image)
+    def forward(self, image: torch.Tensor, image_size: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        out = self.model(image, image_size=image_size)
         return tuple(out[k] for k in self.keys)
 
 
 def output_keys(model: nn.Module, input_shape: InputShape) -> List[str]:
     with torch.inference_mode():
-        out = model(torch.zeros(input_shape))
+        out = model(torch.zeros(input_shape), image_size=whole_image_size(input_shape))
     if not isinstance(out, dict) or not all(isinstance(v, torch.Tensor) for v in out.values()):
         raise ModelFileError("model forward must return a dict of tensors for export")
     return list(out)
@@ -42,14 +43,14 @@ def export_onnx(model: nn.Module, input_shape: InputShape, path: str | Path, ops
 
     The dynamo exporter (torch.export + onnxscript) is tried first; the TorchScript exporter is the
     fallback for graphs the dynamo path cannot translate. Both see the same static shapes.
-    `exported` (torch.export of `model` at `input_shape`, dict outputs) spares the dynamo exporter a
-    second trace when the caller already has one.
+    `exported` (torch.export of GraphInputs(model) at `input_shape`, dict outputs) spares the dynamo
+    exporter a second trace when the caller already has one. The graph's inputs are INPUT_NAMES.
     """
     path = Path(path)
     model = model.eval().cpu()
     keys = output_keys(model, input_shape)
     wrapped = TupleOutputs(model, keys).eval()
-    example = (torch.zeros(input_shape),)
+    example = example_inputs(input_shape)
     order = ["dynamo", "torchscript"] if prefer == "dynamo" else ["torchscript", "dynamo"]
     errors: Dict[str, str] = {}
     for exporter in order:
@@ -74,9 +75,9 @@ def _export_with(exporter: str, wrapped, example: tuple, keys: List[str], path: 
             for noisy in ("onnxscript", "onnx_ir"):
                 logging.getLogger(noisy).setLevel(logging.WARNING)
             # one self-contained file (weights inline): < 2 GB for every model here
-            torch.onnx.export(wrapped, example, str(path), dynamo=True, input_names=[INPUT_NAME],
+            torch.onnx.export(wrapped, example, str(path), dynamo=True, input_names=INPUT_NAMES,
                               output_names=keys, opset_version=opset, verbose=False, optimize=True,
                               external_data=False)
         else:
-            torch.onnx.export(wrapped, example, str(path), dynamo=False, input_names=[INPUT_NAME],
+            torch.onnx.export(wrapped, example, str(path), dynamo=False, input_names=INPUT_NAMES,
                               output_names=keys, opset_version=min(opset, 17), do_constant_folding=True)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from panoptic_perception.runtime import trt_supported_ops as trt_ops
+from panoptic_perception.runtime.base import GraphInputs
 
 _ALLOWED_CAST_DTYPES = {torch.float32, torch.float16, torch.int32, torch.int64, torch.bool, torch.int8}
 _MAX_TOPK = 3840
@@ -59,10 +60,17 @@ def trt_decomposition_table() -> dict:
     return {op: fn for op, fn in table.items() if str(op) not in trt_ops.TRT_KEPT_WHOLE}
 
 
-def export_for_tensorrt(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    """torch.export + torch-tensorrt's decomposition set: the graph torch-tensorrt partitions and converts."""
+def export_for_tensorrt(model: nn.Module, example: torch.Tensor, image_size: Optional[torch.Tensor] = None
+                        ) -> torch.export.ExportedProgram:
+    """torch.export + torch-tensorrt's decomposition set: the graph torch-tensorrt partitions and converts.
+
+    With image_size, the panoptic model's graph as the TensorRT backend builds it: GraphInputs, both
+    inputs (see runtime.base)."""
     with torch.no_grad():
-        program = torch.export.export(model.eval(), (example,), strict=False)
+        if image_size is None:
+            program = torch.export.export(model.eval(), (example,), strict=False)
+        else:
+            program = torch.export.export(GraphInputs(model.eval()), (example, image_size), strict=False)
     return program.run_decompositions(trt_decomposition_table())
 
 

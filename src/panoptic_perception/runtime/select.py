@@ -189,7 +189,7 @@ def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeCo
                                  result.path)
     backend.artifact_built = result.built
     for _ in range(runtime_config.warmup_frames):
-        backend.infer(torch.zeros(input_shape))
+        backend.infer(torch.zeros(input_shape))  # image_size: the whole input
     return backend
 
 

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from panoptic_perception.errors import ConfigError, ModelFileError
-from panoptic_perception.runtime.base import LOG, Backend, InputShape, float_outputs_to_fp32
+from panoptic_perception.runtime.base import (
+    LOG,
+    Backend,
+    GraphInputs,
+    InputShape,
+    example_inputs,
+    float_outputs_to_fp32,
+)
 from panoptic_perception.runtime.config import RuntimeConfig
 
 ARTIFACT_SUFFIX = ".ep"  # torch_tensorrt.save's exported_program format requires .ep
@@ -86,13 +93,13 @@ def build_tensorrt_program(model: nn.Module, input_shape: InputShape, precision:
                           "this package ships none: use fp16 or fp32")
     dtype = torch.float16 if precision == "fp16" else torch.float32
     model = model.to(device=device, dtype=dtype).eval()
-    example = torch.zeros(input_shape, device=device, dtype=dtype)
+    example = example_inputs(input_shape, device, dtype)  # image_size stays float32
     with torch.no_grad():
-        exported = torch.export.export(model, (example,), strict=False)
+        exported = torch.export.export(GraphInputs(model), example, strict=False)
     settings = compile_settings(runtime_config, cache_dir)
     settings = _supported_kwargs(torch_tensorrt.dynamo.compile, settings)
-    compiled = torch_tensorrt.dynamo.compile(exported, arg_inputs=[example], **settings)
-    torch_tensorrt.save(compiled, str(out_path), output_format="exported_program", arg_inputs=[example])
+    compiled = torch_tensorrt.dynamo.compile(exported, arg_inputs=list(example), **settings)
+    torch_tensorrt.save(compiled, str(out_path), output_format="exported_program", arg_inputs=list(example))
 
 
 def load_tensorrt_program(path: Path) -> nn.Module:
@@ -115,9 +122,9 @@ class TensorRTBackend(Backend):
         self.artifact = artifact
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         for _ in range(warmup_frames):
-            self.module(torch.zeros(self.input_shape, device=self.device, dtype=self.dtype))
+            self.module(*example_inputs(self.input_shape, self.device, self.dtype))
         torch.cuda.synchronize(self.device)
 
-    def _infer(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-        out = self.module(image.to(self.dtype) if self.dtype != torch.float32 else image)
+    def _infer(self, image: torch.Tensor, image_size: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out = self.module(image.to(self.dtype) if self.dtype != torch.float32 else image, image_size)
         return float_outputs_to_fp32(dict(out))

@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from panoptic_perception.errors import ConfigError
-from panoptic_perception.runtime.base import LOG, Backend, InputShape, float_outputs_to_fp32
+from panoptic_perception.runtime.base import (
+    LOG,
+    Backend,
+    GraphInputs,
+    InputShape,
+    example_inputs,
+    float_outputs_to_fp32,
+)
 
 
 class TorchBackend(Backend):
@@ -37,57 +44,58 @@ class TorchBackend(Backend):
         self.model = model
         self.torch_compile = torch_compile
         self.cuda_graphs = cuda_graphs
-        self._run: Callable[[torch.Tensor], Dict[str, torch.Tensor]] = self._eager
+        self._run: Callable[[torch.Tensor, torch.Tensor], Dict[str, torch.Tensor]] = self._eager
         if torch_compile:
             # "reduce-overhead" is torch.compile's own CUDA-graph mode (cudagraph trees).
             mode = "reduce-overhead" if cuda_graphs else "max-autotune-no-cudagraphs"
-            self._compiled = torch.compile(self.model, mode=mode, dynamic=False)
+            self._compiled = torch.compile(GraphInputs(self.model), mode=mode, dynamic=False)
             self._run = self._compiled_call
         elif cuda_graphs:
             self._run = self._capture_graph()
         for _ in range(warmup_frames):
-            self._run(torch.zeros(self.input_shape, device=self.device, dtype=self.dtype))
+            self._run(*example_inputs(self.input_shape, self.device, self.dtype))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def _eager(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self.model(image)
+    def _eager(self, image: torch.Tensor, image_size: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return self.model(image, image_size=image_size)
 
-    def _compiled_call(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
-        out = self._compiled(image)
+    def _compiled_call(self, image: torch.Tensor, image_size: torch.Tensor) -> Dict[str, torch.Tensor]:
+        out = self._compiled(image, image_size)
         # cudagraph trees reuse output memory on the next replay: hand out copies
         return {k: v.clone() for k, v in out.items()} if self.cuda_graphs else out
 
-    def _capture_graph(self) -> Callable[[torch.Tensor], Dict[str, torch.Tensor]]:
-        static_in = torch.zeros(self.input_shape, device=self.device, dtype=self.dtype)
+    def _capture_graph(self) -> Callable[[torch.Tensor, torch.Tensor], Dict[str, torch.Tensor]]:
+        static_in, static_size = example_inputs(self.input_shape, self.device, self.dtype)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):  # warm up allocator and cuDNN autotuning off the capture
             for _ in range(3):
-                self.model(static_in)
+                self._eager(static_in, static_size)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                static_out = self.model(static_in)
+                static_out = self._eager(static_in, static_size)
         except RuntimeError as exc:  # a host sync or dynamic shape inside forward
             LOG.warning("torch backend: CUDA graph capture failed (%s); running without graphs", exc)
             self.cuda_graphs = False
             self.reason += " (CUDA graph capture failed; eager)"
             return self._eager
 
-        def replay(image: torch.Tensor) -> Dict[str, torch.Tensor]:
+        def replay(image: torch.Tensor, image_size: torch.Tensor) -> Dict[str, torch.Tensor]:
             static_in.copy_(image)
+            static_size.copy_(image_size)
             graph.replay()
             return {k: v.clone() for k, v in static_out.items()}
 
         self._graph = graph  # keep the graph (and its memory pool) alive
         return replay
 
-    def _infer(self, image: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def _infer(self, image: torch.Tensor, image_size: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.dtype != torch.float32:
             image = image.to(self.dtype)
-        return float_outputs_to_fp32(self._run(image))
+        return float_outputs_to_fp32(self._run(image, image_size))
 
     def describe(self) -> str:
         flags = (("torch.compile", self.torch_compile), ("CUDA graphs", self.cuda_graphs))
