@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 from rosharness import RosMaster
@@ -17,6 +18,22 @@ def _terminate_as_interrupt(signum, frame):
 
 
 signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+
+def _child_processes_run_this_checkout() -> None:
+    # pytest's `pythonpath` puts this checkout's src/ first for the test process only; roslaunch,
+    # the node it starts and `python -m panoptic_perception` children would otherwise import (and
+    # roslaunch would find launch files in) whichever checkout the catkin workspace links to.
+    import panoptic_perception
+
+    src = Path(panoptic_perception.__file__).resolve().parents[1]
+    root = src.parent
+    for var, path in (("PYTHONPATH", src), ("ROS_PACKAGE_PATH", root)):
+        parts = [p for p in os.environ.get(var, "").split(os.pathsep) if p and Path(p).resolve() != path]
+        os.environ[var] = os.pathsep.join([str(path), *parts])
+
+
+_child_processes_run_this_checkout()
 
 
 def _missing_ros_tools():

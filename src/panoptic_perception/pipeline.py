@@ -14,14 +14,16 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from panoptic_perception.config import load_dataclass
-from panoptic_perception.errors import ConfigError, InputError
+from panoptic_perception.errors import ConfigError, InputError, PerceptionError
 from panoptic_perception.geometry.camera import Camera
 from panoptic_perception.labels import LabelSpace, load_label_space
+from panoptic_perception.lru import LruCache
 from panoptic_perception.model.config import FusionConfig, ModelConfig
 from panoptic_perception.paths import CONFIG_DIR, SHARE_ROOT
 from panoptic_perception.runtime.config import RuntimeConfig
 
 DEFAULT_PIPELINE_CONFIG = CONFIG_DIR / "pipeline.yaml"
+INDEX_CACHE_SIZES = 4  # image sizes whose upsampling index tables are kept (one camera needs one)
 
 
 @dataclass
@@ -89,6 +91,7 @@ class FrameResult:
     segments: List[Segment]
     grid: Optional[object] = None  # geometry.projection.GridResult with numpy grids
     timings_ms: Dict[str, float] = field(default_factory=dict)
+    grid_error: Optional[str] = None  # why no grid was made although a camera was given
 
 
 class Pipeline:
@@ -127,7 +130,8 @@ class Pipeline:
         self._torch = torch
         thing = [c.is_thing for c in self.label_space.categories] + [False]
         self._is_thing_table = np.array(thing, dtype=bool)
-        self._index_cache: Dict[tuple, tuple] = {}
+        # per image size; bounded so a camera changing size every frame cannot grow memory forever
+        self._index_cache: LruCache[tuple] = LruCache(INDEX_CACHE_SIZES)
 
     def grid_config_path(self) -> str:
         """The grid YAML to project with (resolved path). Its class lists name classes of one label space,
@@ -269,7 +273,7 @@ class Pipeline:
             cols = ((torch.arange(width_px, device=device) + 0.5) * (w / width_px)).long().clamp_(max=w - 1)
             ys = torch.arange(height_px, device=device).repeat_interleave(width_px)
             xs = torch.arange(width_px, device=device).repeat(height_px)
-            cached = self._index_cache[key] = (rows, cols, ys, xs)
+            cached = self._index_cache.put(key, (rows, cols, ys, xs))
         return cached
 
     def projector_for(self, camera: Camera):
@@ -301,17 +305,22 @@ class Pipeline:
         t3 = time.perf_counter()
         timings.update(preprocess_ms=(t1 - t0) * 1e3, network_ms=(t2 - t1) * 1e3,
                        postprocess_ms=(t3 - t2) * 1e3)
-        grid = None
+        grid, grid_error = None, None
         if self.config.project_grid and camera is not None:
             if (camera.width, camera.height) != (width_px, height_px):
                 raise InputError(f"camera is {camera.width}x{camera.height} but the image is "
                                  f"{width_px}x{height_px}")
             # Project the network-size map: the projector scales the camera to it, and it is
             # (input/image)^2 fewer pixels than the upsampled map.
-            grid = self.projector_for(camera).project(outputs)
-            grid.occupancy = grid.occupancy.cpu().numpy()
-            grid.class_grid = grid.class_grid.cpu().numpy()
-            grid.log_odds = grid.log_odds.cpu().numpy()
-            timings["projection_ms"] = (time.perf_counter() - t3) * 1e3
+            try:
+                grid = self.projector_for(camera).project(outputs)
+            except PerceptionError as exc:
+                # the panoptic result stands on its own: a grid problem must not lose it
+                grid_error = str(exc)
+            else:
+                grid.occupancy = grid.occupancy.cpu().numpy()
+                grid.class_grid = grid.class_grid.cpu().numpy()
+                grid.log_odds = grid.log_odds.cpu().numpy()
+                timings["projection_ms"] = (time.perf_counter() - t3) * 1e3
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
-        return FrameResult(segment_map, category_map, segments, grid, timings)
+        return FrameResult(segment_map, category_map, segments, grid, timings, grid_error)

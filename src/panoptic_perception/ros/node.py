@@ -69,8 +69,10 @@ class PanopticNode:
         self.params = load_node_params(rospy.get_param("~", {}))
         config = pipeline_config_from_params(self.params)
         self.pipeline = Pipeline(config)
-        self.pipeline.grid_config = self.params.grid_config_with_overrides(self.pipeline.grid_config_path())
         self.label_space = self.pipeline.label_space
+        # Class names checked now: a bad one must stop the start-up, not skip every later grid frame.
+        self.pipeline.grid_config = self.params.grid_config_with_overrides(self.pipeline.grid_config_path(),
+                                                                           self.label_space)
         rospy.loginfo("panoptic_perception: %s", self.pipeline.describe())
         self._publish_class_metadata()
 
