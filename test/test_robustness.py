@@ -143,3 +143,83 @@ def test_a_grid_problem_keeps_the_panoptic_result(pipeline):
         pipeline.grid_config, pipeline._projector = good, None
     assert result.segment_map.shape == (96, 320)
     assert result.grid is None and "roadd" in result.grid_error
+
+
+# -- 4, 5, 6: health bookkeeping (ROS-free, fake clock) ------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_images_without_camera_info_are_counted_and_the_topic_named_after_the_grace():
+    from panoptic_perception.ros.health import CAMERA_INFO_GRACE_S, OK, WARN, FrameHealth
+
+    clock = FakeClock()
+    health = FrameHealth(clock=clock)
+    for _ in range(10):  # 10 Hz for a second: within the grace nothing is said
+        health.image_arrived()
+        clock.t += 0.1
+    assert health.camera_info_missing_s() is None and health.status("/cam/camera_info")[0] == OK
+    clock.t += CAMERA_INFO_GRACE_S
+    health.image_arrived()
+    level, message = health.status("/cam/camera_info")
+    assert level == WARN and "no CameraInfo on /cam/camera_info" in message and "11 images waiting" in message
+    assert health.images_received == 11 and health.waiting_for_camera_info == 11
+    health.camera_info_arrived()
+    health.image_arrived()
+    assert health.camera_info_missing_s() is None and health.status("/cam/camera_info")[0] == OK
+
+
+def test_one_skipped_frame_warns_only_while_it_is_in_the_recent_window():
+    from panoptic_perception.ros.health import OK, WARN, WINDOW_S, FrameHealth
+
+    clock = FakeClock()
+    health = FrameHealth(clock=clock)
+    health.camera_info_arrived()
+    health.frame_skipped("image (frame 'cam', stamp 1.000000000): unsupported encoding '16UC1'")
+    health.frame_processed()
+    level, message = health.status("/cam/camera_info")
+    assert level == WARN and "skipped 1 of 2 frames" in message and "16UC1" in message
+    for _ in range(int(WINDOW_S) + 2):  # frames flow again for longer than the window
+        clock.t += 1.0
+        health.frame_processed()
+    assert health.status("/cam/camera_info") == (OK, "")
+    assert health.skipped == 1 and health.skip_rate() == (0, int(WINDOW_S) + 1)
+
+
+def test_forty_frame_ids_of_one_problem_log_one_line():
+    pytest.importorskip("rospy", reason="ROS Python packages not installed (run `make setup`)")
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from panoptic_perception.ros import conversions as conv
+    from panoptic_perception.ros.node import KindThrottle  # what the node throttles with
+
+    clock = FakeClock()
+    throttle = KindThrottle(5.0, clock=clock)
+    lines = {"encoding": 0, "size": 0}
+    for i in range(40):
+        header = Header(frame_id=f"camera_{chr(97 + i % 26)}{i}")
+        header.stamp.secs, header.stamp.nsecs = 100 + i, 1000 * i
+        bad = [Image(header=header, height=4, width=6, encoding=f"bayer_{i}", step=6, data=b"\0" * 24),
+               Image(header=header, height=4, width=6 + i, encoding="rgb8", step=18 + 3 * i, data=b"\0" * 5)]
+        for kind, msg in zip(lines, bad):
+            with pytest.raises(InputError) as caught:
+                conv.image_message_to_rgb(msg)
+            lines[kind] += throttle.should_log(f"skipped frame: {caught.value}")
+        clock.t += 0.3  # 40 frames in 12 s
+    assert lines == {"encoding": 3, "size": 3}  # once per kind every 5 s: at 0, 5.1 and 10.2 s
+
+
+def test_time_jump_back_is_reported_once_per_jump():
+    from panoptic_perception.ros.health import TimeJumpDetector
+
+    detector = TimeJumpDetector()
+    stamps = [10.0, 10.1, 10.2, 5.0, 5.1, 10.3, 1.0]
+    assert [detector.jumped_back(t) for t in stamps] == [False, False, False, True, False, False, True]
+    assert detector.jumps == 2

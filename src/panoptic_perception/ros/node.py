@@ -4,7 +4,6 @@ ROS adapter only: parameters -> Pipeline, messages -> numpy -> Pipeline.process 
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -15,27 +14,11 @@ import rospy
 from panoptic_perception.errors import PerceptionError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
 from panoptic_perception.ros.frame_slot import NewestFrameSlot
+from panoptic_perception.ros.health import FrameHealth, KindThrottle, TimeJumpDetector
 from panoptic_perception.ros.params import NodeParams, load_node_params
 from panoptic_perception.ros.stats import RollingStats
 
 THROTTLE_S = 5.0
-
-
-class KindThrottle:
-    """Log each KIND of problem at most once per period: two different bad inputs in a row both
-    get a line, the same one repeated at frame rate does not flood the log."""
-
-    def __init__(self, period_s: float) -> None:
-        self.period_s = period_s
-        self._last: Dict[str, float] = {}
-
-    def should_log(self, text: str) -> bool:
-        kind = re.sub(r"[0-9.]+", "#", text)  # stamps and sizes vary, the kind of problem does not
-        now = time.monotonic()
-        if now - self._last.get(kind, -1e9) < self.period_s:
-            return False
-        self._last[kind] = now
-        return True
 
 
 def pipeline_config_from_params(params: NodeParams):
@@ -94,9 +77,10 @@ class PanopticNode:
 
         self.slot = NewestFrameSlot()
         self.stats = RollingStats()
-        self.skipped = 0
-        self.last_error = ""
+        self.health = FrameHealth()
         self._throttle = KindThrottle(THROTTLE_S)
+        self._time_jump = TimeJumpDetector()
+        self._max_image_size = (self.params.max_image_width, self.params.max_image_height)
         self._stop = threading.Event()
 
         image_topic = rospy.resolve_name("image")
@@ -108,8 +92,12 @@ class PanopticNode:
         buff = self.params.buff_size_bytes
         image_sub = message_filters.Subscriber(image_topic, image_type, queue_size=self.params.queue_size,
                                                buff_size=buff, tcp_nodelay=True)
-        info_sub = message_filters.Subscriber(rospy.resolve_name("camera_info"), CameraInfo,
+        self.camera_info_topic = rospy.resolve_name("camera_info")
+        info_sub = message_filters.Subscriber(self.camera_info_topic, CameraInfo,
                                               queue_size=self.params.queue_size)
+        # Counted before the synchroniser: images whose CameraInfo never comes are seen too.
+        image_sub.registerCallback(self._on_image)
+        info_sub.registerCallback(lambda _info: self.health.camera_info_arrived())
         if self.params.approximate_sync:
             self.sync = message_filters.ApproximateTimeSynchronizer(
                 [image_sub, info_sub], self.params.sync_queue_size, self.params.sync_slop_s)
@@ -135,8 +123,35 @@ class PanopticNode:
         rospy.set_param("~classes", [{"id": c.id, "name": c.name, "is_thing": c.is_thing,
                                       "color": list(c.color)} for c in self.label_space.categories])
 
+    def _on_image(self, _image_msg: Any) -> None:
+        self.health.image_arrived()
+        missing_s = self.health.camera_info_missing_s()
+        if missing_s is not None:
+            self._warn(f"no CameraInfo on {self.camera_info_topic} for {missing_s:.0f} s: "
+                       f"{self.health.waiting_for_camera_info} images waiting for it, none processed")
+
     def _on_frame(self, image_msg: Any, info_msg: Any) -> None:
-        self.slot.put((image_msg, info_msg))
+        # Latency is measured from here (wall clock) to the end of publishing: one clock, meaningful
+        # under sim time and a looping bag alike, where stamp-to-now mixes two clocks.
+        arrival = time.monotonic()
+        now = rospy.Time.now()
+        if not now.is_zero() and self._time_jump.jumped_back(now.to_sec()):
+            self._reset_on_time_jump()
+        self.slot.put((image_msg, info_msg, arrival))
+
+    def _reset_on_time_jump(self) -> None:
+        """The clock went backwards (a bag loop): drop what belongs to the old timeline. tf2 clears its
+        own buffer; the latency window, the skip window and the camera caches are ours."""
+        self.stats.reset()
+        self.health.reset_window()
+        self._intrinsics_key = None
+        self._extrinsics_source = "parameters"
+        rospy.loginfo(f"panoptic_perception: time jumped back (jump {self._time_jump.jumps}); latency "
+                      f"statistics, skip window and camera cache reset")
+
+    def _warn(self, text: str, log=None) -> None:
+        if self._throttle.should_log(text):
+            (log or rospy.logwarn)(f"panoptic_perception: {text}")
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -146,15 +161,11 @@ class PanopticNode:
             try:
                 self.process(*item)
             except PerceptionError as exc:  # bad frame: say why, keep going
-                self.skipped += 1
-                self.last_error = str(exc)
-                if self._throttle.should_log(self.last_error):
-                    rospy.logwarn(f"panoptic_perception: skipped frame: {exc}")
+                self.health.frame_skipped(str(exc))
+                self._warn(f"skipped frame: {exc}")
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
-                self.skipped += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                if self._throttle.should_log(self.last_error):
-                    rospy.logerr(f"panoptic_perception: frame failed: {self.last_error}")
+                self.health.frame_skipped(f"{type(exc).__name__}: {exc}")
+                self._warn(f"frame failed: {type(exc).__name__}: {exc}", rospy.logerr)
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -191,11 +202,12 @@ class PanopticNode:
 
     # -- one frame ----------------------------------------------------------------------------
 
-    def process(self, image_msg: Any, info_msg: Any) -> None:
+    def process(self, image_msg: Any, info_msg: Any, arrival: Optional[float] = None) -> None:
         from panoptic_perception.ros import conversions as conv
         from panoptic_perception.ros.visualization import draw_overlay, objects_to_markers
 
-        rgb = conv.image_message_to_rgb(image_msg)
+        arrival = time.monotonic() if arrival is None else arrival
+        rgb = conv.image_message_to_rgb(image_msg, self._max_image_size)
         conv.check_image_matches_camera_info(rgb, info_msg)
         camera = self._camera(image_msg, info_msg)
         wants_grid = any(p.get_num_connections() > 0 for p in
@@ -214,6 +226,9 @@ class PanopticNode:
             self.pub_overlay.publish(conv.rgb_to_image_msg(overlay, header))
         grid = result.grid
         frame = self.params.vehicle_frame
+        if result.grid_error:
+            self.health.grid_failed(result.grid_error)
+            self._warn(f"no grid for this frame (panoptic published): {result.grid_error}")
         if grid is not None:
             if self.pub_grid.get_num_connections():
                 self.pub_grid.publish(conv.occupancy_to_msg(grid.occupancy, grid.geometry, header, frame))
@@ -226,9 +241,9 @@ class PanopticNode:
                 self.pub_markers.publish(objects_to_markers(grid.objects, header, frame, self.label_space))
         timings = dict(result.timings_ms)
         timings["publish_ms"] = (time.perf_counter() - start) * 1e3
-        # latency against the image's own stamp: what a tracker downstream actually sees
-        timings["latency_ms"] = (rospy.Time.now() - header.stamp).to_sec() * 1e3
+        timings["latency_ms"] = (time.monotonic() - arrival) * 1e3  # arrival to published, wall clock
         self.stats.add(timings)
+        self.health.frame_processed()
 
     def _diagnostics_loop(self) -> None:
         while not self._stop.wait(self.params.diagnostics_period_s):
@@ -242,20 +257,26 @@ class PanopticNode:
 
         summary = self.stats.summary()
         status = DiagnosticStatus(name="panoptic_perception: pipeline", hardware_id=str(self.pipeline.device))
-        status.level = DiagnosticStatus.OK
-        status.message = f"{summary.get('fps', 0.0):.1f} fps"
-        if self.skipped and self.last_error:
-            status.level = DiagnosticStatus.WARN
-            status.message += f"; last skipped frame: {self.last_error}"
+        level, problems = self.health.status(self.camera_info_topic)
+        status.level = level
+        status.message = f"{summary.get('fps', 0.0):.1f} fps" + (f"; {problems}" if problems else "")
+        skipped_recent, frames_recent = self.health.skip_rate()
+        health = self.health
         values: Dict[str, Any] = {
             "backend": self.pipeline.backend.name,
             "backend_reason": self.pipeline.backend.reason,
             "model": str(self.pipeline.model_path),
             "extrinsics_source": self._extrinsics_source,
-            "frames_received": self.slot.received,
+            "frames_received": health.images_received,
+            "camera_infos_received": health.camera_infos_received,
+            "frames_waiting_for_camera_info": health.waiting_for_camera_info,
+            "frames_synchronized": self.slot.received,
             "frames_processed": self.stats.processed,
             "frames_dropped": self.slot.dropped,
-            "frames_skipped": self.skipped,
+            "frames_skipped": health.skipped,
+            f"frames_skipped_last_{health.window_s:.0f}s": f"{skipped_recent}/{frames_recent}",
+            "grids_skipped": health.grid_skipped,
+            "time_jumps_back": self._time_jump.jumps,
         }
         values.update({k: round(v, 3) for k, v in summary.items()})
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
