@@ -7,7 +7,7 @@ import pytest
 
 from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
-from panoptic_perception.pipeline import INDEX_CACHE_SIZES, Pipeline, PipelineConfig
+from panoptic_perception.pipeline import Pipeline, PipelineConfig
 from panoptic_perception.runtime.config import RuntimeConfig
 
 DISTINCT_SIZES = 60
@@ -27,6 +27,8 @@ def _camera(width: int, height: int) -> Camera:
 
 
 def test_sixty_image_sizes_keep_the_per_size_caches_bounded(pipeline):
+    from panoptic_perception.pipeline import INDEX_CACHE_SIZES
+
     rng = np.random.default_rng(0)
     for i in range(DISTINCT_SIZES):
         width, height = 64 + 3 * i, 32 + i
