@@ -13,13 +13,15 @@ import time
 import numpy as np
 import pytest
 from rosharness import stop_process
+from test_node import _launch as _launch_kitti
+from test_node import drive_bag  # noqa: F401 - a fixture, used by the looping-bag test
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 CAMERA = "/rb"
 NODE = "/panoptic_perception"
 WIDTH, HEIGHT = 320, 96
-MAX_WIDTH = 400  # ~max_image_width of the run: a 480 px wide image is refused
+WIDE = 4100  # just over the default ~max_image_width (4096): refused, yet cheap to send
 
 
 class Camera:
@@ -99,7 +101,7 @@ def _log(ros_master) -> str:
 @pytest.fixture(scope="module")
 def hostile_run(ros_master, rospy_node, tiny_model, tmp_path_factory):
     params = tmp_path_factory.mktemp("params") / "node.yaml"
-    params.write_text(f"max_image_width: {MAX_WIDTH}\ndiagnostics_period_s: 0.5\n")
+    params.write_text("diagnostics_period_s: 0.5\n")
     camera = Camera(rospy_node)
     diagnostics = Diagnostics(rospy_node)
     launch = _launch(ros_master, tiny_model, params)
@@ -119,7 +121,7 @@ def hostile_run(ros_master, rospy_node, tiny_model, tmp_path_factory):
         camera.send(info_edit=lambda info: info.P.__setitem__(0, float("nan")))
         time.sleep(0.5)
         seen["nan_p"] = diagnostics.latest()
-        camera.send(width=480)
+        camera.send(width=WIDE)
         time.sleep(0.5)
         seen["oversize"] = diagnostics.latest()
         # 5: good frames for longer than the skip window
@@ -156,8 +158,8 @@ def test_non_finite_calibration_is_a_skipped_frame_with_its_reason(hostile_run):
 
 def test_an_oversize_image_is_refused_with_a_clear_line(hostile_run):
     seen, log = hostile_run
-    assert f"480x{HEIGHT} is larger than the {MAX_WIDTH}x4096 limit" in seen["oversize"][1]
-    assert f"larger than the {MAX_WIDTH}x4096 limit" in log
+    assert f"{WIDE}x{HEIGHT} is larger than the 4096x4096 limit" in seen["oversize"][1]
+    assert "larger than the 4096x4096 limit (~max_image_width, ~max_image_height); refused" in log
 
 
 def test_diagnostics_are_ok_again_once_frames_flow(hostile_run):
@@ -184,3 +186,28 @@ def test_unknown_grid_class_stops_the_start_up_with_one_fatal_line(ros_master, r
     assert len(fatal) == 1, log[-3000:]
     assert "~free_classes: no class named 'roadd'" in fatal[0] and "valid names: road, sidewalk" in fatal[0]
     assert re.search(r"bad_grid_node.* exit code 1", log), log[-2000:]
+
+
+def test_a_looping_bag_under_sim_time_resets_the_node_state_and_latency_stays_real(
+        ros_master, rospy_node, drive_bag, tiny_model):  # noqa: F811 - the fixture imported above
+    _, bag = drive_bag
+    diagnostics = Diagnostics(rospy_node)
+    launch = _launch_kitti(ros_master, bag, tiny_model, "rate:=1.0", "loop:=true")
+    values = {}
+    try:
+        deadline = time.monotonic() + 240
+        while int(values.get("time_jumps_back", 0)) < 2 or "latency_ms_median" not in values:
+            assert launch.poll() is None and time.monotonic() < deadline, f"{values}"
+            try:
+                values = diagnostics.latest(timeout_s=2.0)[2]
+            except AssertionError:  # the node is still loading its model
+                continue
+    finally:
+        stop_process(launch)
+        diagnostics.sub.unregister()
+    log = (ros_master.home / "roslaunch_kitti.launch.log").read_text(errors="replace")
+    assert re.search(r"time jumped back \(jump 2\); latency statistics, skip window and camera cache reset", log)
+    # wall clock from arrival to published: positive, and within a few frame times (was -90 ms median)
+    processing_ms = float(values["total_ms_p99"]) + float(values["publish_ms_p99"])
+    assert 0 < float(values["latency_ms_median"]) <= float(values["latency_ms_p99"]) < 3 * processing_ms + 500
+    assert int(values["frames_processed"]) > 0
