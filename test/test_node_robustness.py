@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from rosharness import stop_process
+from rosharness import RosMaster, stop_process
 from test_node import _launch as _launch_kitti
 from test_node import drive_bag  # noqa: F401 - a fixture, used by the looping-bag test
 
@@ -173,7 +173,7 @@ def test_diagnostics_are_ok_again_once_frames_flow(hostile_run):
 def test_unknown_grid_class_stops_the_start_up_with_one_fatal_line(ros_master, rospy_node, tiny_model, tmp_path):
     params = tmp_path / "node.yaml"
     params.write_text("free_classes: [road, roadd]\n")
-    launch = _launch(ros_master, tiny_model, params, "node_name:=bad_grid_node")
+    launch = _launch(ros_master, tiny_model, params, "node_name:=bad_grid_node", "respawn:=false")
     try:
         deadline = time.monotonic() + 240
         while "cannot start" not in _log(ros_master) and time.monotonic() < deadline:
@@ -211,3 +211,54 @@ def test_a_looping_bag_under_sim_time_resets_the_node_state_and_latency_stays_re
     processing_ms = float(values["total_ms_p99"]) + float(values["publish_ms_p99"])
     assert 0 < float(values["latency_ms_median"]) <= float(values["latency_ms_p99"]) < 3 * processing_ms + 500
     assert int(values["frames_processed"]) > 0
+
+
+def _diagnostics_once(master: RosMaster, timeout_s: float = 30.0) -> dict:
+    """The node's diagnostic values as a FRESH process sees them (it registers with the current master)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["rostopic", "echo", "-n", "1", "/diagnostics"], env=master.env, capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {}
+    keys = re.findall(r"key: \"?([A-Za-z0-9_]+)\"?\s+value: \"?([^\"\n]*)\"?", done.stdout)
+    return dict(keys)
+
+
+def test_a_restarted_master_makes_the_node_exit_and_roslaunch_respawn_it(drive_bag, tiny_model,  # noqa: F811
+                                                                          tmp_path):
+    """The fault test: roscore killed and restarted on the same URI while the node runs."""
+    _, bag = drive_bag
+    master = RosMaster(tmp_path / "ros_home").start()
+    launch = player = None
+    try:
+        launch = master.roslaunch("panoptic_perception", "camera.launch", "camera:=/kitti/camera_color_left",
+                                  f"model:={tiny_model}", "backend:=torch", "device:=cpu", "use_tf:=false",
+                                  "output:=screen", "respawn_delay_s:=1.0")
+        player = master.rosbag_play(bag, "--loop", "-r", "2")
+        deadline = time.monotonic() + 240
+        while int(_diagnostics_once(master).get("frames_processed", 0)) == 0:
+            assert launch.poll() is None and time.monotonic() < deadline, _log(master)[-3000:]
+        # kill the whole roscore (master and rosout), then a new one on the same port
+        master.stop()
+        time.sleep(3.0)
+        assert launch.poll() is None
+        master = RosMaster(master.home, port=master.port).start()
+        stop_process(player)  # the old player is registered with the dead master only
+        player = master.rosbag_play(bag, "--loop", "-r", "2")
+        deadline = time.monotonic() + 240
+        values = {}
+        while int(values.get("frames_processed", 0)) == 0:  # a fresh consumer reaches the respawned node
+            assert launch.poll() is None and time.monotonic() < deadline, _log(master)[-3000:]
+            values = _diagnostics_once(master)
+        log = _log(master)
+    finally:
+        for process in (player, launch):
+            if process is not None:
+                stop_process(process)
+        master.stop()
+    fatal = [line for line in log.splitlines() if "restarted (pid" in line]
+    assert len(fatal) == 1 and "parameters restored; exiting with code 3" in fatal[0], log[-3000:]
+    assert re.search(r"panoptic_perception-1.* exit code 3", log), log[-3000:]
+    assert values["model"] == str(tiny_model), "the respawned node lost its parameters"

@@ -15,6 +15,7 @@ import collections
 import re
 import threading
 import time
+import xmlrpc.client
 from typing import Callable, Deque, Dict, Optional, Tuple
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
@@ -176,3 +177,69 @@ class FrameHealth:
         if grid_recent:
             problems.append(f"no grid: {self.last_grid_problem}")
         return (WARN if problems else OK), "; ".join(problems)
+
+
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """xmlrpc without a timeout blocks forever on a master that accepts and never answers."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def make_connection(self, host):  # noqa: ANN001 - xmlrpc's signature
+        connection = super().make_connection(host)
+        connection.timeout = self.timeout_s
+        return connection
+
+
+class MasterWatch:
+    """Notices that the ROS master went away and that a new one took its place.
+
+    Measured (issue 15): rospy registers publishers, subscribers and parameters with the master once;
+    after the master is killed and restarted on the same URI, the node keeps processing over its
+    existing connections, but the new master knows none of its topics (a consumer started afterwards,
+    rviz or a recorder, never connects) and every parameter is gone. rospy does not re-register, so
+    the node cannot recover in place: it must exit and be respawned against the new master.
+    """
+
+    UP, DOWN, RESTARTED = "up", "down", "restarted"
+
+    def __init__(self, master_uri: str, caller_id: str, timeout_s: float = 2.0) -> None:
+        self.master_uri = master_uri
+        self.caller_id = caller_id
+        self._proxy = xmlrpc.client.ServerProxy(master_uri, transport=_TimeoutTransport(timeout_s))
+        self.pid: Optional[int] = self._pid()
+        self.state = self.UP if self.pid is not None else self.DOWN
+        self.reason = ""
+
+    def _pid(self) -> Optional[int]:
+        try:
+            code, _, pid = self._proxy.getPid(self.caller_id)
+            return int(pid) if code == 1 else None
+        except (OSError, xmlrpc.client.Error):
+            return None
+
+    def _knows_us(self) -> bool:
+        try:
+            code, _, _ = self._proxy.lookupNode(self.caller_id, self.caller_id)
+            return code == 1
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def poll(self) -> str:
+        """UP, DOWN (unreachable), or RESTARTED (reachable again, but a new master: another pid, or one
+        that has never heard of this node). RESTARTED is final."""
+        if self.state == self.RESTARTED:
+            return self.state
+        pid = self._pid()
+        if pid is None:
+            self.state = self.DOWN
+        elif self.pid is None:  # unreachable from the start: remember the first one we see
+            self.pid, self.state = pid, self.UP
+        elif pid != self.pid or not self._knows_us():
+            self.reason = (f"ROS master {self.master_uri} restarted (pid {self.pid} -> {pid}): it does not know "
+                           f"this node's topics and parameters")
+            self.state = self.RESTARTED
+        else:
+            self.state = self.UP
+        return self.state

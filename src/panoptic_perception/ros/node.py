@@ -9,16 +9,19 @@ import time
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
+import rosgraph
 import rospy
 
 from panoptic_perception.errors import PerceptionError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
 from panoptic_perception.ros.frame_slot import NewestFrameSlot
-from panoptic_perception.ros.health import FrameHealth, KindThrottle, TimeJumpDetector
+from panoptic_perception.ros.health import FrameHealth, KindThrottle, MasterWatch, TimeJumpDetector
 from panoptic_perception.ros.params import NodeParams, load_node_params
 from panoptic_perception.ros.stats import RollingStats
 
 THROTTLE_S = 5.0
+MASTER_POLL_S = 1.0
+MASTER_RESTARTED_EXIT_CODE = 3  # the master was replaced: respawn me (launch files set respawn)
 
 
 def pipeline_config_from_params(params: NodeParams):
@@ -49,7 +52,11 @@ class PanopticNode:
         from panoptic_perception.msg import DetectedObjects, PanopticSegmentation
         from panoptic_perception.pipeline import Pipeline
 
-        self.params = load_node_params(rospy.get_param("~", {}))
+        # kept to hand back to a restarted master (see MasterWatch), with the global clock setting
+        self._private_params = rospy.get_param("~", {})
+        self._use_sim_time = rospy.get_param("/use_sim_time", None)
+        self.params = load_node_params(self._private_params)
+        self.exit_code = 0
         config = pipeline_config_from_params(self.params)
         self.pipeline = Pipeline(config)
         self.label_space = self.pipeline.label_space
@@ -111,6 +118,10 @@ class PanopticNode:
         self.diag_thread = threading.Thread(target=self._diagnostics_loop, name="panoptic_diagnostics",
                                             daemon=True)
         self.diag_thread.start()
+        self._master = MasterWatch(rosgraph.get_master_uri(), rospy.get_name())
+        self.master_thread = threading.Thread(target=self._watch_master, name="panoptic_master_watch",
+                                              daemon=True)
+        self.master_thread.start()
         rospy.on_shutdown(self.shutdown)
         rospy.loginfo("panoptic_perception: listening to %s + %s", image_topic,
                       rospy.resolve_name("camera_info"))
@@ -166,6 +177,31 @@ class PanopticNode:
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
                 self.health.frame_skipped(f"{type(exc).__name__}: {exc}")
                 self._warn(f"frame failed: {type(exc).__name__}: {exc}", rospy.logerr)
+
+    def _watch_master(self) -> None:
+        while not self._stop.wait(MASTER_POLL_S):
+            state = self._master.poll()
+            if state == MasterWatch.DOWN:
+                self._warn(f"ROS master {self._master.master_uri} unreachable; still processing over the "
+                           f"existing connections")
+            elif state == MasterWatch.RESTARTED:
+                self._hand_over_to_respawn()
+                return
+
+    def _hand_over_to_respawn(self) -> None:
+        """rospy cannot re-register with a new master: give it back this node's parameters (roslaunch
+        set them on the old one), so that the node respawned by roslaunch starts as configured, and exit."""
+        try:
+            rospy.set_param("~", self._private_params)
+            if self._use_sim_time is not None:
+                rospy.set_param("/use_sim_time", self._use_sim_time)
+            restored = "parameters restored"
+        except Exception as exc:  # noqa: BLE001 - exiting is right whatever the new master does
+            restored = f"parameters NOT restored ({type(exc).__name__}: {exc})"
+        rospy.logfatal(f"panoptic_perception: {self._master.reason}; {restored}; exiting with code "
+                       f"{MASTER_RESTARTED_EXIT_CODE} so that roslaunch respawns it against the new master")
+        self.exit_code = MASTER_RESTARTED_EXIT_CODE
+        rospy.signal_shutdown("ROS master restarted")
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -309,4 +345,4 @@ def main() -> int:
         return 1
     rospy.spin()
     node.shutdown()
-    return 0
+    return node.exit_code
