@@ -116,7 +116,8 @@ def hostile_run(ros_master, rospy_node, tiny_model, tmp_path_factory):
         seen["no_info"] = diagnostics.latest()
         # 6: one problem, 40 frame ids, at 4 Hz (10 s); 3: NaN in P; 1: an image over the size limit
         for i in range(40):
-            camera.send(encoding="bayer_rggb16", frame_id=f"camera_{i}")
+            # letters, not digits: the old throttle stripped numbers but kept names apart
+            camera.send(encoding="bayer_rggb16", frame_id=f"camera_{chr(97 + i % 26)}{chr(97 + i // 26)}")
             time.sleep(0.25)
         camera.send(info_edit=lambda info: info.P.__setitem__(0, float("nan")))
         time.sleep(0.5)
