@@ -162,11 +162,10 @@ def run_demo(out_dir: Path, model: str, frames: int, seed: int, rate: float, rvi
             stop_process(launch)
         rospy.signal_shutdown("demo done")
         master.stop()
-    return report(out_dir, drive, outputs, frames, screenshot if screenshot.is_file() else None, rate)
+    return report(out_dir, drive, outputs, frames, screenshot if screenshot.is_file() else None)
 
 
-def report(out_dir: Path, drive: Path, outputs: DemoOutputs, frames: int, screenshot: Optional[Path],
-           rate: float = 1.0) -> int:
+def report(out_dir: Path, drive: Path, outputs: DemoOutputs, frames: int, screenshot: Optional[Path]) -> int:
     from panoptic_perception.data.datasets import SyntheticDataset
     from panoptic_perception.eval.pq import PQAccumulator
     from panoptic_perception.eval.report import format_summary
