@@ -225,3 +225,46 @@ def test_time_jump_back_is_reported_once_per_jump():
     stamps = [10.0, 10.1, 10.2, 5.0, 5.1, 10.3, 1.0]
     assert [detector.jumped_back(t) for t in stamps] == [False, False, False, True, False, False, True]
     assert detector.jumps == 2
+
+
+# -- master restart: what the node's watch concludes (fake master over real XML-RPC) ---------------
+
+
+class FakeMaster:
+    def __init__(self, pid: int, port: int = 0) -> None:
+        import threading
+        from xmlrpc.server import SimpleXMLRPCServer
+
+        self.pid = pid
+        self.nodes = {"/panoptic_perception"}
+        self.server = SimpleXMLRPCServer(("127.0.0.1", port), logRequests=False, allow_none=True)
+        self.server.register_function(lambda caller: (1, "", self.pid), "getPid")
+        self.server.register_function(
+            lambda caller, name: (1, "", "http://x") if name in self.nodes else (-1, "unknown", ""), "lookupNode")
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_master_watch_tells_down_from_restarted():
+    from panoptic_perception.ros.health import MasterWatch
+
+    master = FakeMaster(pid=100)
+    watch = MasterWatch(f"http://127.0.0.1:{master.port}", "/panoptic_perception", timeout_s=1.0)
+    assert watch.poll() == MasterWatch.UP
+    master.stop()
+    assert watch.poll() == MasterWatch.DOWN  # gone: keep working over existing connections
+    master = FakeMaster(pid=100, port=master.port)
+    assert watch.poll() == MasterWatch.UP  # the same master back (a network blip)
+    master.nodes.clear()  # same pid, but it has never heard of us
+    assert watch.poll() == MasterWatch.RESTARTED and "restarted (pid 100 -> 100)" in watch.reason
+    master.stop()
+    master = FakeMaster(pid=200, port=master.port)
+    watch = MasterWatch(f"http://127.0.0.1:{master.port}", "/panoptic_perception", timeout_s=1.0)
+    master.pid = 201
+    assert watch.poll() == MasterWatch.RESTARTED and "pid 200 -> 201" in watch.reason
+    assert watch.poll() == MasterWatch.RESTARTED  # final
+    master.stop()
