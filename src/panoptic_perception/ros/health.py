@@ -16,11 +16,14 @@ import re
 import threading
 import time
 import xmlrpc.client
-from typing import Callable, Deque, Dict, Optional, Tuple
+from typing import Callable, Deque, Optional, Tuple
+
+from panoptic_perception.lru import LruCache
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
 WINDOW_S = 10.0  # recent window of the skip rate
 CAMERA_INFO_GRACE_S = 3.0  # images without any CameraInfo for this long: say which topic is missing
+THROTTLE_KINDS = 256  # kinds of problem remembered by the log throttle
 
 # What varies inside one kind of problem: quoted names (frame ids, encodings, classes), the
 # "(frame 'x', stamp s.ns)" description, numbers (sizes, stamps, byte counts).
@@ -39,14 +42,16 @@ class KindThrottle:
     def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.period_s = period_s
         self._clock = clock
-        self._last: Dict[str, float] = {}
+        # bounded: a problem text that escapes the normalisation must not grow memory per frame
+        self._last: LruCache[float] = LruCache(THROTTLE_KINDS)
 
     def should_log(self, text: str) -> bool:
         kind = problem_kind(text)
         now = self._clock()
-        if now - self._last.get(kind, -1e18) < self.period_s:
+        last = self._last.get(kind)
+        if last is not None and now - last < self.period_s:
             return False
-        self._last[kind] = now
+        self._last.put(kind, now)
         return True
 
 
