@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 from rosharness import RosMaster
@@ -17,6 +18,43 @@ def _terminate_as_interrupt(signum, frame):
 
 
 signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+
+def _holds_other_checkout(entry: str, root: Path) -> bool:
+    """True for a ROS_PACKAGE_PATH entry or catkin workspace (CMAKE_PREFIX_PATH) whose
+    panoptic_perception is another checkout than `root`."""
+    path = Path(entry)
+    sources = [path]
+    if (path / ".catkin").is_file():  # a devel space: its source folders are listed there
+        sources = [Path(s) for s in (path / ".catkin").read_text().split(";") if s]
+    for source in sources:
+        package = source / "panoptic_perception"
+        if (package / "package.xml").is_file() and package.resolve() != root:
+            return True
+    return False
+
+
+def _child_processes_run_this_checkout() -> None:
+    # pytest's `pythonpath` puts this checkout's src/ first for the test process only. roslaunch, the
+    # node it starts and `python -m panoptic_perception` children would otherwise import, and find
+    # launch files and node scripts in, whichever checkout the catkin workspace links to (a git
+    # worktree is not that one). Messages still come from the workspace's devel space on PYTHONPATH.
+    import panoptic_perception
+
+    src = Path(panoptic_perception.__file__).resolve().parents[1]
+    root = src.parent
+    python_path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(src), *python_path])
+    for var in ("ROS_PACKAGE_PATH", "CMAKE_PREFIX_PATH"):
+        entries = [e for e in os.environ.get(var, "").split(os.pathsep) if e]
+        kept = [e for e in entries if not _holds_other_checkout(e, root)]
+        if var == "ROS_PACKAGE_PATH" and kept != entries:
+            kept.insert(0, str(root))
+        if kept != entries:
+            os.environ[var] = os.pathsep.join(kept)
+
+
+_child_processes_run_this_checkout()
 
 
 def _missing_ros_tools():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -185,3 +186,27 @@ def test_cache_key_changes_with_the_model_code(tmp_path):
     key = make_cache_key(backend="onnxruntime", weights_digest="w", model_config={"a": 1},
                          input_shape=(1, 3, 64, 64), precision="fp32")
     assert key["graph_code"] == graph_code_digest()
+
+
+def test_a_killed_build_leaves_no_temp_file_after_the_next_build(tmp_path):
+    cache, compiler = EngineCache(tmp_path), StandInCompiler()
+    # what `export --force` killed during the build leaves: empty temp artifact and manifest
+    stale = [tmp_path / ".m.k3x_9a2b.tmp.ep", tmp_path / ".m.json.q1w2e3r4.tmp"]
+    other_slot = tmp_path / ".m2.k3x_9a2b.tmp.ep"
+    for path in (*stale, other_slot):
+        path.write_bytes(b"")
+    assert cache.stale_temp_files("m") == sorted(stale)
+    cache.get_or_build("m", _key(), ".ep", compiler.build, compiler.load)
+    assert not any(p.exists() for p in stale)
+    assert other_slot.exists(), "another slot's files are not this build's to remove"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_artifact_and_manifest_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        EngineCache(tmp_path).get_or_build("m", _key(), ".ep", StandInCompiler().build, StandInCompiler().load)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.ep").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == mode

@@ -235,3 +235,18 @@ def test_comparison_tables_mark_the_best_fusion_per_class(dataset):
     assert "100.00*" in text and f"{noisy.all.pq:.2f}" in text
     data = comparison_to_dict(results)
     assert data["modes"] == ["exact", "noisy"] and data["results"]["exact"]["All"]["pq"] == pytest.approx(100.0)
+
+
+def test_prediction_json_without_categories_is_scored_with_the_ground_truths(dataset, capsys):
+    tmp_path, gt_json, gt_dir, pred_json, pred_dir, expected = dataset
+    data = json.loads(pred_json.read_text())
+    del data["categories"]  # panopticapi takes the categories from the ground truth
+    bare = tmp_path / "pred_bare.json"
+    bare.write_text(json.dumps(data))
+    assert cli.main(_argv(gt_json, gt_dir, bare, pred_dir, "--json", str(tmp_path / "pq.json"))) == 0
+    scores = json.loads((tmp_path / "pq.json").read_text())
+    assert scores["All"]["pq"] == pytest.approx(expected.all.pq, abs=1e-5)  # JSON keeps 6 decimals
+    del data["annotations"]
+    bare.write_text(json.dumps(data))
+    assert cli.main(_argv(gt_json, gt_dir, bare, pred_dir)) == 2
+    assert "no 'annotations' list" in capsys.readouterr().err

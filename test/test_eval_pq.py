@@ -254,3 +254,49 @@ def test_large_coco_style_ids_take_the_binary_search_path():
     assert res.all.pq == pytest.approx(100.0, abs=1e-9) and res.all.n == 3
     with pytest.raises(InputError, match=r"\[12345678\]"):
         evaluate(big, segs, big.copy(), segs[:2])
+
+
+def _with_listed_void(rng, image):
+    """The prediction lists id 0 in segments_info (tools that number segments from 0 do): its
+    pixels form a regular segment of some category."""
+    gt, gt_segs, pred, pred_segs = image
+    pred = pred.copy()
+    pred[rng.random(pred.shape) < 0.1] = 0  # some scattered, some large: overlaps of every size
+    pred[: pred.shape[0] // 4] = np.where(pred[: pred.shape[0] // 4] == 2, 0, pred[: pred.shape[0] // 4])
+    if not (pred == 0).any():
+        pred[0, 0] = 0
+    present = set(np.unique(pred).tolist())
+    return gt, gt_segs, pred, [seg(0, int(rng.choice([10, CAR, ROAD])))] + [s for s in pred_segs if s.id in present]
+
+
+@pytest.mark.parametrize("offset", [0, 1 << 22])  # lookup-table path and binary-search path
+def test_prediction_segment_id_0_listed_is_scored_as_panopticapi_does(offset):
+    rng = np.random.default_rng(11)
+    images = []
+    for _ in range(12):
+        gt, gt_segs, pred, pred_segs = _with_listed_void(rng, _random_image(rng))
+        if offset:  # large ids, as panopticapi's random colours give; 0 stays 0
+            pred = np.where(pred == 0, 0, pred + offset)
+            pred_segs = [seg(s.id + offset if s.id else 0, s.category_id) for s in pred_segs]
+        images.append((gt, gt_segs, pred, pred_segs))
+    acc = PQAccumulator(SPACE)
+    for i, im in enumerate(images):
+        acc.add(*im, image_id=str(i))
+    res = acc.result()
+    stats, ref_pq = _reference_pq(images, SPACE.categories)
+    assert sum(stats[c.id][0] + stats[c.id][1] for c in SPACE.categories) > 0
+    for c in res.per_class:
+        tp, fp, fn, _ = stats[c.id]
+        assert (c.tp, c.fp, c.fn) == (tp, fp, fn), c.name
+    assert res.all.pq == pytest.approx(ref_pq, abs=1e-9)
+
+
+def test_listed_id_0_scores_its_pixels_and_must_be_in_the_png():
+    gt = np.array([[1, 1, 2, 2]], np.int32)
+    pred = np.array([[0, 0, 2, 2]], np.int32)
+    res = evaluate(gt, [seg(1, ROAD), seg(2, CAR)], pred, [seg(0, ROAD), seg(2, CAR)])
+    assert res.class_by_name("road").tp == 1 and res.all.pq == pytest.approx(100.0)
+    unlisted = evaluate(gt, [seg(1, ROAD), seg(2, CAR)], pred, [seg(2, CAR)])  # 0 unlisted: VOID
+    assert unlisted.class_by_name("road").fn == 1
+    with pytest.raises(InputError, match=r"\[0\] are in segments_info but not in the PNG"):
+        evaluate(gt, [seg(1, ROAD), seg(2, CAR)], gt, [seg(0, ROAD), seg(1, ROAD), seg(2, CAR)])

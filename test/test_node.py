@@ -182,12 +182,12 @@ def test_ten_times_the_bag_rate_drops_frames_but_latency_stays_bounded(ros_maste
         collector.close()
     values = _diagnostic_values(collector.messages["diagnostics"][-1])
     assert int(values["frames_dropped"]) > 0
-    # Sim time runs `rate` times faster than the wall clock. With a one-frame slot a frame waits at most
-    # for the one in flight, so real latency stays within a few processing times; a queue would grow
-    # without bound over the loops instead.
-    latency_real_ms = float(values["latency_ms_p99"]) / rate
+    # Latency is wall clock from arrival to published. With a one-frame slot a frame waits at most for
+    # the one in flight, so it stays within a few processing times; a queue would grow without bound
+    # over the loops instead.
+    latency_ms = float(values["latency_ms_p99"])
     processing_ms = float(values["total_ms_p99"]) + float(values["publish_ms_p99"])
-    assert latency_real_ms < 3 * processing_ms + 500, values
+    assert 0 < latency_ms < 3 * processing_ms + 500, values
 
 
 def test_bad_frames_are_logged_and_skipped(ros_master, rospy_node, drive_bag, tiny_model, tmp_path):

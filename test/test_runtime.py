@@ -150,3 +150,14 @@ def test_int8_is_refused_with_reason(tmp_path):
 def test_runtime_config_round_trips_through_dict():
     config = RuntimeConfig(backend="torch", num_threads=2, engine_path="/x/y.ep")
     assert from_dict(RuntimeConfig, dataclasses.asdict(config)) == config
+
+
+def test_truncated_engine_is_rebuilt_and_the_reason_says_why(tmp_path):
+    target = tmp_path / "deploy" / "standin.onnx"
+    _backend(tmp_path, backend="onnxruntime", engine_path=str(target))
+    size = target.stat().st_size
+    target.write_bytes(target.read_bytes()[:100])  # a copy cut short
+    backend = _backend(tmp_path, backend="onnxruntime", engine_path=str(target))
+    # Backend.reason is what the node logs on screen at start-up and publishes as backend_reason
+    assert f"has 100 bytes, manifest says {size} (truncated?)" in backend.reason
+    assert "from cache" in _backend(tmp_path, backend="onnxruntime", engine_path=str(target)).reason

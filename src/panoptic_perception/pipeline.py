@@ -15,14 +15,16 @@ import numpy as np
 from PIL import Image
 
 from panoptic_perception.config import load_dataclass
-from panoptic_perception.errors import ConfigError, InputError
+from panoptic_perception.errors import ConfigError, InputError, PerceptionError
 from panoptic_perception.geometry.camera import Camera
 from panoptic_perception.labels import LabelSpace, load_label_space
+from panoptic_perception.lru import LruCache
 from panoptic_perception.model.config import FusionConfig, ModelConfig
 from panoptic_perception.paths import CONFIG_DIR, SHARE_ROOT
 from panoptic_perception.runtime.config import RuntimeConfig
 
 DEFAULT_PIPELINE_CONFIG = CONFIG_DIR / "pipeline.yaml"
+INDEX_CACHE_SIZES = 4  # image sizes whose upsampling index tables are kept (one camera needs one)
 
 
 @dataclass
@@ -90,6 +92,7 @@ class FrameResult:
     segments: List[Segment]
     grid: Optional[object] = None  # geometry.projection.GridResult with numpy grids
     timings_ms: Dict[str, float] = field(default_factory=dict)
+    grid_error: Optional[str] = None  # why no grid was made although a camera was given
 
 
 class Pipeline:
@@ -128,8 +131,9 @@ class Pipeline:
         self._torch = torch
         thing = [c.is_thing for c in self.label_space.categories] + [False]
         self._is_thing_table = np.array(thing, dtype=bool)
-        self._index_cache: Dict[tuple, tuple] = {}
-        self._image_size_cache: Dict[tuple, Any] = {}
+        # per image size; bounded so a camera changing size every frame cannot grow memory forever
+        self._index_cache: LruCache[tuple] = LruCache(INDEX_CACHE_SIZES)
+        self._image_size_cache: LruCache[Any] = LruCache(INDEX_CACHE_SIZES)
 
     def grid_config_path(self) -> str:
         """The grid YAML to project with (resolved path). Its class lists name classes of one label space,
@@ -224,12 +228,9 @@ class Pipeline:
         """The graph's image_size input for an image of this size: float32 [2] (h, w) of its region of
         the input, on the backend's device (cached per size: one small host-to-device copy per camera)."""
         key = (height_px, width_px)
-        cached = self._image_size_cache.get(key)
-        if cached is None:
-            valid_h, valid_w = self.valid_size(height_px, width_px)
-            cached = self._image_size_cache[key] = self._torch.tensor([float(valid_h), float(valid_w)],
-                                                                  dtype=self._torch.float32, device=self.device)
-        return cached
+        valid_h, valid_w = self.valid_size(height_px, width_px)
+        return self._image_size_cache.get_or_build(key, lambda: self._torch.tensor(
+            [float(valid_h), float(valid_w)], dtype=self._torch.float32, device=self.device))
 
     def crop_outputs(self, outputs: Dict[str, object], height_px: int, width_px: int) -> Dict[str, object]:
         """Network outputs cut to the image's region of the input (fit_pad): every map whose last two
@@ -271,14 +272,10 @@ class Pipeline:
         """The PanopticFusion for one image size (cached: its tables depend on the size only)."""
         from panoptic_perception.model.fusion import PanopticFusion
 
-        key = ("fusion", height_px, width_px)
-        fusion = self._image_size_cache.get(key)
-        if fusion is None:
-            cfg = self.model_config
-            fusion = PanopticFusion(cfg.fusion, self.label_space, cfg.semantic_head.mode, height_px, width_px,
-                                    cfg.roi_heads.max_detections).to(self.device)
-            self._image_size_cache[key] = fusion
-        return fusion
+        cfg = self.model_config
+        return self._image_size_cache.get_or_build(("fusion", height_px, width_px), lambda: PanopticFusion(
+            cfg.fusion, self.label_space, cfg.semantic_head.mode, height_px, width_px,
+            cfg.roi_heads.max_detections).to(self.device))
 
     def postprocess(self, outputs: Dict[str, object], height_px: int, width_px: int):
         """Network-size (or image-size) maps -> image-size maps and the measured segment table."""
@@ -326,7 +323,7 @@ class Pipeline:
             cols = ((torch.arange(width_px, device=device) + 0.5) * (w / width_px)).long().clamp_(max=w - 1)
             ys = torch.arange(height_px, device=device).repeat_interleave(width_px)
             xs = torch.arange(width_px, device=device).repeat(height_px)
-            cached = self._index_cache[key] = (rows, cols, ys, xs)
+            cached = self._index_cache.put(key, (rows, cols, ys, xs))
         return cached
 
     def projector_for(self, camera: Camera):
@@ -361,17 +358,22 @@ class Pipeline:
         t3 = time.perf_counter()
         timings.update(preprocess_ms=(t1 - t0) * 1e3, network_ms=(t2 - t1) * 1e3,
                        postprocess_ms=(t3 - t2) * 1e3)
-        grid = None
+        grid, grid_error = None, None
         if self.config.project_grid and camera is not None:
             if (camera.width, camera.height) != (width_px, height_px):
                 raise InputError(f"camera is {camera.width}x{camera.height} but the image is "
                                  f"{width_px}x{height_px}")
             # Project the network-size map: the projector scales the camera to it, and it is
             # (input/image)^2 fewer pixels than the upsampled map.
-            grid = self.projector_for(camera).project(outputs)
-            grid.occupancy = grid.occupancy.cpu().numpy()
-            grid.class_grid = grid.class_grid.cpu().numpy()
-            grid.log_odds = grid.log_odds.cpu().numpy()
-            timings["projection_ms"] = (time.perf_counter() - t3) * 1e3
+            try:
+                grid = self.projector_for(camera).project(outputs)
+            except PerceptionError as exc:
+                # the panoptic result stands on its own: a grid problem must not lose it
+                grid_error = str(exc)
+            else:
+                grid.occupancy = grid.occupancy.cpu().numpy()
+                grid.class_grid = grid.class_grid.cpu().numpy()
+                grid.log_odds = grid.log_odds.cpu().numpy()
+                timings["projection_ms"] = (time.perf_counter() - t3) * 1e3
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
-        return FrameResult(segment_map, category_map, segments, grid, timings)
+        return FrameResult(segment_map, category_map, segments, grid, timings, grid_error)

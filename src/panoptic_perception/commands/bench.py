@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from panoptic_perception.benchmarks.report import append_results, markdown_table
+    from panoptic_perception.commands._outputs import check_writable
 
+    check_writable(args.json, "--json")
     result = args._suite.run(args)
     rows = result.get("rows", [])
     if rows:

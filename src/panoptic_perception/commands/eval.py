@@ -36,12 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from panoptic_perception.commands._outputs import check_writable
     from panoptic_perception.errors import ConfigError
     from panoptic_perception.eval.pq import evaluate_dirs
     from panoptic_perception.eval.report import format_report, result_to_dict
 
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {args.workers}")
+    check_writable(args.json, "--json")  # before the evaluation, not after it
+    check_writable(args.markdown, "--markdown")
     given = [name for name in COCO_ARGS if getattr(args, name) is not None]
     if args.compare_fusion is not None or args.markdown is not None:
         return _compare_fusion(args, given)

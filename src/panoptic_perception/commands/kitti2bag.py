@@ -229,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out} exists; pass --overwrite to replace it")
     if args.out.suffix != ".bag":
         raise ConfigError(f"--out must name a .bag file, got {args.out}")
+    from panoptic_perception.commands._outputs import check_writable
+
+    check_writable(args.out, "--out")
     summary = write_kitti_bag(args.drive, args.out, camera=args.camera, frame_id=args.frame_id,
                               vehicle_frame=args.vehicle_frame, namespace=args.namespace,
                               max_frames=args.max_frames, compression=args.compression)

@@ -39,6 +39,7 @@ def _images(input_path: Path, camera: str):
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from panoptic_perception.commands._outputs import check_writable
     from panoptic_perception.data.datasets import read_rgb
     from panoptic_perception.data.panoptic_io import PanopticWriter, SegmentInfo
     from panoptic_perception.errors import ConfigError, InputError
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
     images = _images(args.input, args.camera)[: args.max_frames]
+    check_writable(args.out, "--out", folder=True)
     config = load_pipeline_config()
     config = dataclasses.replace(config, project_grid=False, **({"model_path": args.model} if args.model else {}))
     if args.backend:
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config)
     print(f"predict: {pipeline.describe()}", flush=True)
     written = skipped = 0
-    with PanopticWriter(args.out / "panoptic.json", args.out / "panoptic", pipeline.label_space) as writer:
+    writer = None  # made with the first good frame: a run with none leaves no empty folders behind
+    try:
         for index, (image_id, path) in enumerate(images):
             try:
                 result = pipeline.process(read_rgb(path))
@@ -67,9 +70,16 @@ def run(args: argparse.Namespace) -> int:
                 x, y, w, h = seg.bbox_xywh
                 segments.append(SegmentInfo(id=seg.id, category_id=seg.category_id, area=seg.area_px,
                                             bbox=[x, y, w, h], score=seg.score))
+            if writer is None:
+                writer = PanopticWriter(args.out / "panoptic.json", args.out / "panoptic", pipeline.label_space)
             writer.add(image_id, path.name, result.segment_map, segments)
             written += 1
             if (index + 1) % 10 == 0:
                 print(f"predict: {index + 1}/{len(images)} frames", flush=True)
+    finally:
+        if writer is not None:
+            writer.close()
+    if not written:
+        raise InputError(f"none of the {len(images)} images in {args.input} could be read; nothing written")
     print(f"predict: wrote {written} frames to {args.out} ({skipped} skipped)")
-    return 0 if written else 1
+    return 0

@@ -113,7 +113,8 @@ class PanopticWriter:
         self.close()
 
 
-def read_panoptic_json(path: str | Path) -> dict:
+def read_panoptic_json(path: str | Path, require_categories: bool = True) -> dict:
+    """A COCO panoptic JSON; without `require_categories` (predictions) the `categories` list may be absent."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -121,7 +122,7 @@ def read_panoptic_json(path: str | Path) -> dict:
         raise InputError(f"panoptic JSON not found: {path}") from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"panoptic JSON {path} is unreadable: {exc}") from exc
-    for key in ("annotations", "categories"):
+    for key in ("annotations", "categories") if require_categories else ("annotations",):
         if key not in data:
             raise InputError(f"panoptic JSON {path} has no '{key}' list")
     return data

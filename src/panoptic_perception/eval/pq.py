@@ -5,7 +5,9 @@ over dense paired indices, so the cost is a few passes over the pixels whatever 
 segments; everything after that works on the small (n_gt x n_pred) intersection matrix.
 
 Rules (identical to panopticapi):
-- id 0 in either map is VOID.
+- id 0 in either map is VOID, except that a prediction listing id 0 in its `segments_info` makes
+  it a regular segment (panopticapi scores it like any other; ground truth id 0 stays VOID).
+- Categories come from the ground truth; a prediction JSON needs no `categories` list.
 - A pred and a gt segment of the same category match iff IoU > 0.5, where
   IoU = |g & p| / (|g| + |p| - |g & p| - |p & VOID_gt|). Crowd gt segments never match.
 - Unmatched non-crowd gt segments are false negatives.
@@ -143,9 +145,10 @@ class PQAccumulator:
         self.num_images = 0
 
     # ---------------------------------------------------------------- per image
-    def _table(self, segments: Sequence[Any], what: str, image_id: str
+    def _table(self, segments: Sequence[Any], what: str, image_id: str, void_listable: bool = False
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Segment ids sorted ascending, their category indices and crowd flags."""
+        """Segment ids sorted ascending, their category indices and crowd flags. With `void_listable`
+        (predictions), an entry with id 0 is a regular segment, as panopticapi treats it."""
         n = len(segments)
         ids = np.empty(n, dtype=np.int64)
         cats = np.empty(n, dtype=np.int64)
@@ -156,7 +159,7 @@ class PQAccumulator:
             if seg_id is None or cat_id is None:
                 raise InputError(f"{what} of image {image_id}: segment {seg!r} needs 'id' and 'category_id'")
             seg_id, cat_id = int(seg_id), int(cat_id)
-            if seg_id == VOID_ID:
+            if seg_id == VOID_ID and not void_listable:
                 raise InputError(f"{what} of image {image_id}: segment id 0 is reserved for VOID")
             if cat_id not in self._index:
                 raise InputError(f"{what} of image {image_id}: segment {seg_id} has unknown category id "
@@ -183,10 +186,14 @@ class PQAccumulator:
             lut[sorted_ids[inside]] = np.nonzero(inside)[0].astype(np.int32) + 1
             dense = lut[seg_map]
         else:
-            table = np.concatenate([[VOID_ID], sorted_ids])
+            # a listed id 0 is a segment (dense 1), otherwise 0 is VOID (dense 0)
+            listed_void = sorted_ids.size > 0 and sorted_ids[0] == VOID_ID
+            table = sorted_ids if listed_void else np.concatenate([[VOID_ID], sorted_ids])
             dense = np.searchsorted(table, seg_map)
             np.minimum(dense, len(table) - 1, out=dense)
-            dense[table[dense] != seg_map] = -1
+            unknown = table[dense] != seg_map
+            dense += int(listed_void)
+            dense[unknown] = -1
         if dense.min(initial=0) < 0:
             unknown = np.unique(seg_map[dense < 0])
             raise InputError(f"{what} of image {image_id}: segment id(s) {unknown[:10].tolist()} are in the "
@@ -202,7 +209,7 @@ class PQAccumulator:
             raise InputError(f"image {image_id}: ground truth is {gt_map.shape} but prediction is "
                              f"{pred_map.shape}; both must be the same (H, W)")
         g_ids, g_cat, g_crowd = self._table(gt_segments, "ground truth", image_id)
-        p_ids, p_cat, _ = self._table(pred_segments, "prediction", image_id)
+        p_ids, p_cat, _ = self._table(pred_segments, "prediction", image_id, void_listable=True)
         g_dense = self._dense(gt_map, g_ids, "ground truth", image_id)
         p_dense = self._dense(pred_map, p_ids, "prediction", image_id)
         n_g, n_p = len(g_ids) + 1, len(p_ids) + 1
@@ -325,7 +332,7 @@ def _annotation_jobs(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str
     from panoptic_perception.data.panoptic_io import read_panoptic_json
 
     gt = read_panoptic_json(gt_json)
-    pred = read_panoptic_json(pred_json)
+    pred = read_panoptic_json(pred_json, require_categories=False)  # panopticapi uses the ground truth's
     gt_dir_p, pred_dir_p = Path(gt_dir), Path(pred_dir)
     for folder, what in ((gt_dir_p, "ground truth"), (pred_dir_p, "prediction")):
         if not folder.is_dir():

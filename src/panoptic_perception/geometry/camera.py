@@ -42,6 +42,11 @@ class Intrinsics:
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
             raise InputError(f"camera size must be positive, got {self.width}x{self.height}")
+        for name in ("K", "D", "R", "P"):
+            values = getattr(self, name)
+            # NaN / Inf would project every pixel to NaN: an all-unknown grid that looks healthy
+            if values is not None and not all(math.isfinite(float(v)) for v in values):
+                raise InputError(f"camera {name} has non-finite values (NaN or Inf): {tuple(values)}")
         if len(self.K) != 9 or self.K[0] <= 0 or self.K[4] <= 0:
             raise InputError(f"camera K must be 9 values with positive fx, fy; got {self.K}")
         if self.P is not None and (len(self.P) != 12 or self.P[0] <= 0):

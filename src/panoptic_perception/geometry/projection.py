@@ -45,8 +45,10 @@ from panoptic_perception.geometry.objects import (
     position_covariances,
 )
 from panoptic_perception.labels import LabelSpace
+from panoptic_perception.lru import LruCache
 
 CONFIDENCE_KEYS = ("pixel_confidence", "confidence")
+LOOKUP_CACHE_SIZES = 4  # (image size, device) lookup tables kept per camera
 # bits of a segment's code
 _OBSTACLE, _GROUND_BELOW, _THING = 1, 2, 4
 _REQUIRED_KEYS = ("segment_map", "segment_category", "segment_is_thing", "segment_score", "segment_valid")
@@ -132,6 +134,23 @@ def _last_wins(cells: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return distinct, len(cells) - 1 - from_end
 
 
+class GridClassError(ConfigError):
+    """A class list of the grid config (`key`) names a class (`name`) the label space lacks."""
+
+    def __init__(self, key: str, name: str, label_space: LabelSpace) -> None:
+        self.key, self.name = key, name
+        self.detail = (f"no class named '{name}' in label space {label_space.name}; valid names: "
+                       f"{', '.join(label_space.names)}")
+        super().__init__(f"grid config {key}: {self.detail}")
+
+
+def check_grid_classes(config: GridConfig, label_space: LabelSpace) -> None:
+    """GridClassError (or ConfigError) unless every class name of `config` is in `label_space`: the
+    same class tables the projector builds, without a camera, so a start-up can refuse a bad config
+    instead of failing on the first frame that wants a grid."""
+    GroundProjector(Camera(), config, label_space)
+
+
 class GroundProjector:
     """Projects fusion outputs of one camera onto the grid; tables cached per image size and device."""
 
@@ -140,7 +159,8 @@ class GroundProjector:
         self._labels = label_space
         self._geometry = config.grid.geometry()
         self._camera = camera
-        self._lookups: Dict[Tuple[int, int, str], GroundLookup] = {}
+        # per (size, device): a few, not one per size ever seen (fit_pad crops vary with the image size)
+        self._lookups: LruCache[GroundLookup] = LruCache(LOOKUP_CACHE_SIZES)
         self._build_class_tables()
 
     @property
@@ -174,25 +194,20 @@ class GroundProjector:
         table = self._lookups.get(key)
         if table is None:
             cpu_key = (width_px, height_px, "cpu")
-            cpu = self._lookups.get(cpu_key)
-            if cpu is None:
-                cpu = build_ground_lookup(self._camera, width_px, height_px, self._geometry,
-                                          self._config.max_pixels_per_cell, self._config.min_pixels_per_cell)
-                self._lookups[cpu_key] = cpu
-            table = cpu if key == cpu_key else cpu.to(device)
-            self._lookups[key] = table
+            cpu = self._lookups.get_or_build(cpu_key, lambda: build_ground_lookup(
+                self._camera, width_px, height_px, self._geometry, self._config.max_pixels_per_cell,
+                self._config.min_pixels_per_cell))
+            table = cpu if key == cpu_key else self._lookups.put(key, cpu.to(device))
         return table
 
     # -- class tables -------------------------------------------------------------------------
 
     def _class_ids(self, names: Tuple[str, ...], what: str) -> List[int]:
-        ids = []
+        known = set(self._labels.names)
         for name in names:
-            try:
-                ids.append(self._labels.id_of(name))
-            except ConfigError as exc:
-                raise ConfigError(f"grid config {what}: {exc}") from exc
-        return ids
+            if name not in known:
+                raise GridClassError(what, name, self._labels)
+        return [self._labels.id_of(name) for name in names]
 
     def _build_class_tables(self) -> None:
         cfg, n = self._config, self._labels.num_classes

@@ -194,11 +194,20 @@ def _describe(msg: Any) -> str:
     return f"image (frame '{header.frame_id}', stamp {header.stamp.secs}.{header.stamp.nsecs:09d})"
 
 
-def image_to_rgb(msg: Image, copy: bool = False) -> np.ndarray:
+def check_image_size(msg: Any, width: int, height: int, max_size: Optional[Tuple[int, int]]) -> None:
+    """InputError when width x height exceeds max_size (width, height): one huge frame would
+    otherwise allocate gigabytes that the allocator keeps for the rest of the process's life."""
+    if max_size is not None and (width > max_size[0] or height > max_size[1]):
+        raise InputError(f"{_describe(msg)}: {width}x{height} is larger than the {max_size[0]}x{max_size[1]} "
+                         f"limit (~max_image_width, ~max_image_height); refused")
+
+
+def image_to_rgb(msg: Image, copy: bool = False, max_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB.
 
     For rgb8 without row padding the result is a read-only view of the message's buffer unless
-    `copy` is set; every other encoding is converted into a new array.
+    `copy` is set; every other encoding is converted into a new array. Images larger than
+    `max_size` (width, height) are refused before anything is allocated for them.
     """
     encoding = msg.encoding
     if encoding not in _INPUT_ENCODINGS:
@@ -206,6 +215,7 @@ def image_to_rgb(msg: Image, copy: bool = False) -> np.ndarray:
                          f"{', '.join(SUPPORTED_ENCODINGS)}")
     channels, code = _INPUT_ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    check_image_size(msg, width, height, max_size)
     data = _as_bytes(msg.data)
     if height == 0 or width == 0 or len(data) == 0:
         raise InputError(f"{_describe(msg)}: empty image ({width}x{height}, {len(data)} bytes)")
@@ -226,8 +236,23 @@ def image_to_rgb(msg: Image, copy: bool = False) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(src), getattr(cv2, code))
 
 
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg / png, as image_transport's compressed plugin writes) -> RGB."""
+def _compressed_size(data: Any) -> Optional[Tuple[int, int]]:
+    """(width, height) from a JPEG / PNG header without decoding the pixels; None if unknown."""
+    import io
+
+    try:
+        from PIL import Image as PilImage
+
+        with PilImage.open(io.BytesIO(bytes(data))) as header:
+            return header.size
+    except Exception:  # noqa: BLE001 - unreadable headers are reported by the decoder itself
+        return None
+
+
+def compressed_to_rgb(msg: CompressedImage, max_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg / png, as image_transport's compressed plugin writes) -> RGB.
+
+    Images larger than `max_size` (width, height) are refused from their header, before decoding."""
     import cv2
 
     data = _as_bytes(msg.data)
@@ -235,6 +260,10 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
         raise InputError(f"{_describe(msg)}: empty compressed image (format '{msg.format}')")
     if "compressedDepth" in msg.format:
         raise InputError(f"{_describe(msg)}: compressedDepth images are not camera images")
+    if max_size is not None:
+        size = _compressed_size(data)
+        if size is not None:
+            check_image_size(msg, size[0], size[1], max_size)
     # The compressed plugin encodes colour as BGR whatever the original encoding, so imdecode's
     # BGR result is right in every case.
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -243,11 +272,13 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def image_message_to_rgb(msg: Any) -> np.ndarray:
-    """Image or CompressedImage -> RGB (H, W, 3) uint8."""
+def image_message_to_rgb(msg: Any, max_size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Image or CompressedImage -> RGB (H, W, 3) uint8; larger than max_size (width, height): InputError."""
     if hasattr(msg, "format") and not hasattr(msg, "encoding"):
-        return compressed_to_rgb(msg)
-    return image_to_rgb(msg)
+        rgb = compressed_to_rgb(msg, max_size)
+        check_image_size(msg, rgb.shape[1], rgb.shape[0], max_size)  # headers PIL could not read
+        return rgb
+    return image_to_rgb(msg, max_size=max_size)
 
 
 def camera_info_to_intrinsics(info: CameraInfo) -> Intrinsics:

@@ -4,38 +4,24 @@ ROS adapter only: parameters -> Pipeline, messages -> numpy -> Pipeline.process 
 """
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
+import rosgraph
 import rospy
 
 from panoptic_perception.errors import PerceptionError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
 from panoptic_perception.ros.frame_slot import NewestFrameSlot
+from panoptic_perception.ros.health import FrameHealth, KindThrottle, MasterWatch, TimeJumpDetector
 from panoptic_perception.ros.params import NodeParams, load_node_params
 from panoptic_perception.ros.stats import RollingStats
 
 THROTTLE_S = 5.0
-
-
-class KindThrottle:
-    """Log each KIND of problem at most once per period: two different bad inputs in a row both
-    get a line, the same one repeated at frame rate does not flood the log."""
-
-    def __init__(self, period_s: float) -> None:
-        self.period_s = period_s
-        self._last: Dict[str, float] = {}
-
-    def should_log(self, text: str) -> bool:
-        kind = re.sub(r"[0-9.]+", "#", text)  # stamps and sizes vary, the kind of problem does not
-        now = time.monotonic()
-        if now - self._last.get(kind, -1e9) < self.period_s:
-            return False
-        self._last[kind] = now
-        return True
+MASTER_POLL_S = 1.0
+MASTER_RESTARTED_EXIT_CODE = 3  # the master was replaced: respawn me (launch files set respawn)
 
 
 def pipeline_config_from_params(params: NodeParams):
@@ -66,11 +52,17 @@ class PanopticNode:
         from panoptic_perception.msg import DetectedObjects, PanopticSegmentation
         from panoptic_perception.pipeline import Pipeline
 
-        self.params = load_node_params(rospy.get_param("~", {}))
+        # kept to hand back to a restarted master (see MasterWatch), with the global clock setting
+        self._private_params = rospy.get_param("~", {})
+        self._use_sim_time = rospy.get_param("/use_sim_time", None)
+        self.params = load_node_params(self._private_params)
+        self.exit_code = 0
         config = pipeline_config_from_params(self.params)
         self.pipeline = Pipeline(config)
-        self.pipeline.grid_config = self.params.grid_config_with_overrides(self.pipeline.grid_config_path())
         self.label_space = self.pipeline.label_space
+        # Class names checked now: a bad one must stop the start-up, not skip every later grid frame.
+        self.pipeline.grid_config = self.params.grid_config_with_overrides(self.pipeline.grid_config_path(),
+                                                                           self.label_space)
         rospy.loginfo("panoptic_perception: %s", self.pipeline.describe())
         self._publish_class_metadata()
 
@@ -92,9 +84,10 @@ class PanopticNode:
 
         self.slot = NewestFrameSlot()
         self.stats = RollingStats()
-        self.skipped = 0
-        self.last_error = ""
+        self.health = FrameHealth()
         self._throttle = KindThrottle(THROTTLE_S)
+        self._time_jump = TimeJumpDetector()
+        self._max_image_size = (self.params.max_image_width, self.params.max_image_height)
         self._stop = threading.Event()
 
         image_topic = rospy.resolve_name("image")
@@ -106,8 +99,12 @@ class PanopticNode:
         buff = self.params.buff_size_bytes
         image_sub = message_filters.Subscriber(image_topic, image_type, queue_size=self.params.queue_size,
                                                buff_size=buff, tcp_nodelay=True)
-        info_sub = message_filters.Subscriber(rospy.resolve_name("camera_info"), CameraInfo,
+        self.camera_info_topic = rospy.resolve_name("camera_info")
+        info_sub = message_filters.Subscriber(self.camera_info_topic, CameraInfo,
                                               queue_size=self.params.queue_size)
+        # Counted before the synchroniser: images whose CameraInfo never comes are seen too.
+        image_sub.registerCallback(self._on_image)
+        info_sub.registerCallback(lambda _info: self.health.camera_info_arrived())
         if self.params.approximate_sync:
             self.sync = message_filters.ApproximateTimeSynchronizer(
                 [image_sub, info_sub], self.params.sync_queue_size, self.params.sync_slop_s)
@@ -121,6 +118,10 @@ class PanopticNode:
         self.diag_thread = threading.Thread(target=self._diagnostics_loop, name="panoptic_diagnostics",
                                             daemon=True)
         self.diag_thread.start()
+        self._master = MasterWatch(rosgraph.get_master_uri(), rospy.get_name())
+        self.master_thread = threading.Thread(target=self._watch_master, name="panoptic_master_watch",
+                                              daemon=True)
+        self.master_thread.start()
         rospy.on_shutdown(self.shutdown)
         rospy.loginfo("panoptic_perception: listening to %s + %s", image_topic,
                       rospy.resolve_name("camera_info"))
@@ -133,8 +134,35 @@ class PanopticNode:
         rospy.set_param("~classes", [{"id": c.id, "name": c.name, "is_thing": c.is_thing,
                                       "color": list(c.color)} for c in self.label_space.categories])
 
+    def _on_image(self, _image_msg: Any) -> None:
+        self.health.image_arrived()
+        missing_s = self.health.camera_info_missing_s()
+        if missing_s is not None:
+            self._warn(f"no CameraInfo on {self.camera_info_topic} for {missing_s:.0f} s: "
+                       f"{self.health.waiting_for_camera_info} images waiting for it, none processed")
+
     def _on_frame(self, image_msg: Any, info_msg: Any) -> None:
-        self.slot.put((image_msg, info_msg))
+        # Latency is measured from here (wall clock) to the end of publishing: one clock, meaningful
+        # under sim time and a looping bag alike, where stamp-to-now mixes two clocks.
+        arrival = time.monotonic()
+        now = rospy.Time.now()
+        if not now.is_zero() and self._time_jump.jumped_back(now.to_sec()):
+            self._reset_on_time_jump()
+        self.slot.put((image_msg, info_msg, arrival))
+
+    def _reset_on_time_jump(self) -> None:
+        """The clock went backwards (a bag loop): drop what belongs to the old timeline. tf2 clears its
+        own buffer; the latency window, the skip window and the camera caches are ours."""
+        self.stats.reset()
+        self.health.reset_window()
+        self._intrinsics_key = None
+        self._extrinsics_source = "parameters"
+        rospy.loginfo(f"panoptic_perception: time jumped back (jump {self._time_jump.jumps}); latency "
+                      f"statistics, skip window and camera cache reset")
+
+    def _warn(self, text: str, log=None) -> None:
+        if self._throttle.should_log(text):
+            (log or rospy.logwarn)(f"panoptic_perception: {text}")
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -144,15 +172,36 @@ class PanopticNode:
             try:
                 self.process(*item)
             except PerceptionError as exc:  # bad frame: say why, keep going
-                self.skipped += 1
-                self.last_error = str(exc)
-                if self._throttle.should_log(self.last_error):
-                    rospy.logwarn(f"panoptic_perception: skipped frame: {exc}")
+                self.health.frame_skipped(str(exc))
+                self._warn(f"skipped frame: {exc}")
             except Exception as exc:  # noqa: BLE001 - the worker must survive anything one frame does
-                self.skipped += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                if self._throttle.should_log(self.last_error):
-                    rospy.logerr(f"panoptic_perception: frame failed: {self.last_error}")
+                self.health.frame_skipped(f"{type(exc).__name__}: {exc}")
+                self._warn(f"frame failed: {type(exc).__name__}: {exc}", rospy.logerr)
+
+    def _watch_master(self) -> None:
+        while not self._stop.wait(MASTER_POLL_S):
+            state = self._master.poll()
+            if state == MasterWatch.DOWN:
+                self._warn(f"ROS master {self._master.master_uri} unreachable; still processing over the "
+                           f"existing connections")
+            elif state == MasterWatch.RESTARTED:
+                self._hand_over_to_respawn()
+                return
+
+    def _hand_over_to_respawn(self) -> None:
+        """rospy cannot re-register with a new master: give it back this node's parameters (roslaunch
+        set them on the old one), so that the node respawned by roslaunch starts as configured, and exit."""
+        try:
+            rospy.set_param("~", self._private_params)
+            if self._use_sim_time is not None:
+                rospy.set_param("/use_sim_time", self._use_sim_time)
+            restored = "parameters restored"
+        except Exception as exc:  # noqa: BLE001 - exiting is right whatever the new master does
+            restored = f"parameters NOT restored ({type(exc).__name__}: {exc})"
+        rospy.logfatal(f"panoptic_perception: {self._master.reason}; {restored}; exiting with code "
+                       f"{MASTER_RESTARTED_EXIT_CODE} so that roslaunch respawns it against the new master")
+        self.exit_code = MASTER_RESTARTED_EXIT_CODE
+        rospy.signal_shutdown("ROS master restarted")
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -189,11 +238,12 @@ class PanopticNode:
 
     # -- one frame ----------------------------------------------------------------------------
 
-    def process(self, image_msg: Any, info_msg: Any) -> None:
+    def process(self, image_msg: Any, info_msg: Any, arrival: Optional[float] = None) -> None:
         from panoptic_perception.ros import conversions as conv
         from panoptic_perception.ros.visualization import draw_overlay, objects_to_markers
 
-        rgb = conv.image_message_to_rgb(image_msg)
+        arrival = time.monotonic() if arrival is None else arrival
+        rgb = conv.image_message_to_rgb(image_msg, self._max_image_size)
         conv.check_image_matches_camera_info(rgb, info_msg)
         camera = self._camera(image_msg, info_msg)
         wants_grid = any(p.get_num_connections() > 0 for p in
@@ -212,6 +262,9 @@ class PanopticNode:
             self.pub_overlay.publish(conv.rgb_to_image_msg(overlay, header))
         grid = result.grid
         frame = self.params.vehicle_frame
+        if result.grid_error:
+            self.health.grid_failed(result.grid_error)
+            self._warn(f"no grid for this frame (panoptic published): {result.grid_error}")
         if grid is not None:
             if self.pub_grid.get_num_connections():
                 self.pub_grid.publish(conv.occupancy_to_msg(grid.occupancy, grid.geometry, header, frame))
@@ -224,9 +277,9 @@ class PanopticNode:
                 self.pub_markers.publish(objects_to_markers(grid.objects, header, frame, self.label_space))
         timings = dict(result.timings_ms)
         timings["publish_ms"] = (time.perf_counter() - start) * 1e3
-        # latency against the image's own stamp: what a tracker downstream actually sees
-        timings["latency_ms"] = (rospy.Time.now() - header.stamp).to_sec() * 1e3
+        timings["latency_ms"] = (time.monotonic() - arrival) * 1e3  # arrival to published, wall clock
         self.stats.add(timings)
+        self.health.frame_processed()
 
     def _diagnostics_loop(self) -> None:
         while not self._stop.wait(self.params.diagnostics_period_s):
@@ -240,20 +293,26 @@ class PanopticNode:
 
         summary = self.stats.summary()
         status = DiagnosticStatus(name="panoptic_perception: pipeline", hardware_id=str(self.pipeline.device))
-        status.level = DiagnosticStatus.OK
-        status.message = f"{summary.get('fps', 0.0):.1f} fps"
-        if self.skipped and self.last_error:
-            status.level = DiagnosticStatus.WARN
-            status.message += f"; last skipped frame: {self.last_error}"
+        level, problems = self.health.status(self.camera_info_topic)
+        status.level = level
+        status.message = f"{summary.get('fps', 0.0):.1f} fps" + (f"; {problems}" if problems else "")
+        skipped_recent, frames_recent = self.health.skip_rate()
+        health = self.health
         values: Dict[str, Any] = {
             "backend": self.pipeline.backend.name,
             "backend_reason": self.pipeline.backend.reason,
             "model": str(self.pipeline.model_path),
             "extrinsics_source": self._extrinsics_source,
-            "frames_received": self.slot.received,
+            "frames_received": health.images_received,
+            "camera_infos_received": health.camera_infos_received,
+            "frames_waiting_for_camera_info": health.waiting_for_camera_info,
+            "frames_synchronized": self.slot.received,
             "frames_processed": self.stats.processed,
             "frames_dropped": self.slot.dropped,
-            "frames_skipped": self.skipped,
+            "frames_skipped": health.skipped,
+            f"frames_skipped_last_{health.window_s:.0f}s": f"{skipped_recent}/{frames_recent}",
+            "grids_skipped": health.grid_skipped,
+            "time_jumps_back": self._time_jump.jumps,
         }
         values.update({k: round(v, 3) for k, v in summary.items()})
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
@@ -286,4 +345,4 @@ def main() -> int:
         return 1
     rospy.spin()
     node.shutdown()
-    return 0
+    return node.exit_code

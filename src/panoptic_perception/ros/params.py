@@ -167,6 +167,9 @@ class NodeParams:
     compressed: bool = _p(False, "subscribe to image/compressed (sensor_msgs/CompressedImage)")
     queue_size: int = _p(1, "subscriber queue; 1 = always the newest frame", "msgs")
     buff_size_bytes: int = _p(2**24, "subscriber receive buffer; must hold several whole images", "bytes")
+    max_image_width: int = _p(4096, "wider images are refused (logged, skipped): one frame must not allocate "
+                                    "gigabytes", "px")
+    max_image_height: int = _p(4096, "taller images are refused (logged, skipped)", "px")
     overlay_alpha: float = _p(0.5, "weight of class colours in ~overlay", "0..1")
     diagnostics_period_s: float = _p(1.0, "period of /diagnostics status", "s")
 
@@ -186,6 +189,8 @@ class NodeParams:
         _require(1 <= self.queue_size <= 100, f"queue_size must be in 1..100, got {self.queue_size}")
         _require(self.buff_size_bytes >= 2**20,
                  f"buff_size_bytes must be >= 1048576 (1 MiB) to hold an image, got {self.buff_size_bytes}")
+        for name in ("max_image_width", "max_image_height"):
+            _require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         _require(0.0 <= self.overlay_alpha <= 1.0,
                  f"overlay_alpha must be within [0, 1], got {self.overlay_alpha}")
         _require(self.diagnostics_period_s > 0.0,
@@ -216,20 +221,33 @@ class NodeParams:
         except ValueError as exc:
             raise ConfigError(f"bad node parameter: runtime: {exc}") from exc
 
-    def grid_config_with_overrides(self, default_path: Optional[str] = None) -> Any:
+    def grid_config_with_overrides(self, default_path: Optional[str] = None, label_space: Any = None) -> Any:
         """geometry.grid.GridConfig: ~grid_config (or `default_path`, the model's own grid file; None:
         config/grid.yaml) with ~grid/* and the class lists applied; raises ConfigError naming the
-        parameter for an invalid combination."""
+        parameter for an invalid combination. With `label_space`, every class name of the result must
+        be one of its classes (ConfigError naming the parameter or grid file key, the bad name and the
+        valid ones)."""
         from panoptic_perception.geometry.grid import load_grid_config
+        from panoptic_perception.geometry.projection import GridClassError, check_grid_classes
 
-        base = load_grid_config(self.grid_config or default_path)
+        path = self.grid_config or default_path
+        base = load_grid_config(path)
         try:
             extent = dataclasses.replace(base.grid, **self.grid.overrides())
             lists = {name: tuple(getattr(self, name)) for name in ("free_classes", "obstacle_classes")
                      if getattr(self, name) is not None}
-            return dataclasses.replace(base, grid=extent, **lists)
+            config = dataclasses.replace(base, grid=extent, **lists)
         except ValueError as exc:
             raise ConfigError(f"bad node parameter: ~grid / class lists: {exc}") from exc
+        if label_space is not None:
+            try:
+                check_grid_classes(config, label_space)
+            except GridClassError as exc:
+                # the key as the user set it: a node parameter, or a key of the grid YAML
+                where = f"~{exc.key}" if getattr(self, exc.key, None) is not None else \
+                    f"{exc.key} of ~grid_config ({path or 'config/grid.yaml'})"
+                raise ConfigError(f"bad node parameter: {where}: {exc.detail}") from exc
+        return config
 
 
 def _ros_name(message: str) -> str:

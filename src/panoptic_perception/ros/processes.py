@@ -55,9 +55,10 @@ def stop_pids(pids: Sequence[int], timeout_s: float = 10.0) -> None:
 class RosMaster:
     """A roscore of our own: free port, temp ROS_HOME, known pids."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, port: Optional[int] = None) -> None:
+        """`port`: a given one (e.g. to restart a master where the old one was), else a free one."""
         self.home = Path(home)
-        self.port = free_port()
+        self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: Optional[subprocess.Popen] = None
         self.pids: Dict[str, int] = {}

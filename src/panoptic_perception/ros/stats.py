@@ -25,6 +25,12 @@ class RollingStats:
             self._done_times.append(time.monotonic())
             self.processed += 1
 
+    def reset(self) -> None:
+        """Forget the window (the clock jumped back): counts stay, medians and p99 start afresh."""
+        with self._lock:
+            self._samples.clear()
+            self._done_times.clear()
+
     def summary(self) -> Dict[str, float]:
         """median and p99 per key, plus frames per second over the window."""
         with self._lock:

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -112,9 +113,29 @@ class CacheResult(Generic[T]):
     seconds: float  # load or build+load wall time
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (Linux); os.umask's set-and-restore elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_ordinary_file(path: str | Path) -> None:
+    # mkstemp creates 0600; a cached engine is shared like any other file (a node running as another
+    # user of the group must read it), so it gets what the umask gives a normal new file.
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        _as_ordinary_file(tmp)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -157,6 +178,19 @@ class EngineCache:
                 yield
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def stale_temp_files(self, slot: str) -> list:
+        """Temp files of this slot's builds (artifact and manifest) that a killed build left behind."""
+        pattern = re.compile(rf"\.{re.escape(slot)}\.(json\.)?[A-Za-z0-9_]{{8}}\.tmp.*")
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if pattern.fullmatch(p.name))
+
+    def _remove_stale_temp_files(self, slot: str) -> None:
+        # Only called under the slot's lock: no live build of this slot can own one of these files.
+        for path in self.stale_temp_files(slot):
+            LOG.info("engine cache: removing %s left by an interrupted build", path.name)
+            path.unlink(missing_ok=True)
 
     def check(self, slot: str, key: Mapping[str, str], suffix: str) -> Optional[str]:
         """None when the slot holds a valid artifact for `key`, else why it cannot be used."""
@@ -219,10 +253,12 @@ class EngineCache:
     def _build_into(self, slot: str, key: Mapping[str, str], suffix: str,
                     build: Callable[[Path], None]) -> None:
         artifact = self.artifact_path(slot, suffix)
+        self._remove_stale_temp_files(slot)
         # same folder as the target so os.replace is an atomic rename, never a copy
         fd, tmp_name = tempfile.mkstemp(prefix=f".{slot}.", suffix=f".tmp{suffix}", dir=self.root)
         os.close(fd)
         tmp = Path(tmp_name)
+        _as_ordinary_file(tmp)
         start = time.perf_counter()
         try:
             build(tmp)

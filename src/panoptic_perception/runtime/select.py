@@ -21,7 +21,7 @@ from torch import nn
 from panoptic_perception.errors import ConfigError, PerceptionError
 from panoptic_perception.runtime.base import LOG, Backend, InputShape, input_shape_for
 from panoptic_perception.runtime.config import RuntimeConfig
-from panoptic_perception.runtime.engine_cache import EngineCache, make_cache_key, state_dict_digest
+from panoptic_perception.runtime.engine_cache import CacheResult, EngineCache, make_cache_key, state_dict_digest
 
 DEFAULT_CACHE_DIR = Path("~/.cache/panoptic_perception/engines")
 # Measured (bench backends, light ResNet-18 model at 640x192, 2-core CPU): torch eager 14.5 s/frame,
@@ -152,6 +152,15 @@ def _construct(name: str, device: torch.device, reason: str, model: nn.Module, m
     raise ConfigError(f"unknown backend {name!r}")
 
 
+def cache_outcome(result: CacheResult, built_how: str) -> str:
+    """What a backend's reason says about its cached artifact: loaded, or built and WHY. The why (a
+    truncated or stale artifact, a changed key) goes into Backend.reason, which the node logs on
+    screen and publishes in /diagnostics, not only into the log file."""
+    if not result.built:
+        return f"{result.path.name} loaded from cache"
+    return f"{result.path.name} {built_how} ({result.why})"
+
+
 def onnx_cache_key(model_config, runtime_config: RuntimeConfig, weights_digest: str, input_shape: InputShape):
     import onnx
 
@@ -184,9 +193,8 @@ def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeCo
     cache, slot = cache_slot(runtime_config, "onnxruntime", checkpoint_path, input_shape, "fp32", ".onnx")
     result = cache.get_or_build(slot, key, ".onnx", build, lambda p: load_session(p, threads, providers),
                                 force_rebuild=force_rebuild)
-    how = f"exported by the {exporter['used']} exporter" if result.built else "from cache"
-    backend = OnnxRuntimeBackend(result.value, input_shape, f"{reason}; {result.path.name} {how}",
-                                 result.path)
+    how = cache_outcome(result, f"exported by the {exporter.get('used')} exporter")
+    backend = OnnxRuntimeBackend(result.value, input_shape, f"{reason}; {how}", result.path)
     backend.artifact_built = result.built
     for _ in range(runtime_config.warmup_frames):
         backend.infer(torch.zeros(input_shape))  # image_size: the whole input
@@ -217,9 +225,9 @@ def build_tensorrt_backend(model: nn.Module, model_config, runtime_config: Runti
     # torch_tensorrt.save insists on the .ep suffix, which the temp path has
     result = cache.get_or_build(slot, key, trt.ARTIFACT_SUFFIX, build, trt.load_tensorrt_program,
                                 force_rebuild=force_rebuild)
-    how = "built" if result.built else "loaded from cache"
+    how = cache_outcome(result, "built")
     backend = trt.TensorRTBackend(result.value, input_shape, device, precision,
-                                  f"{reason}; engine {result.path.name} {how} in {result.seconds:.1f} s",
+                                  f"{reason}; engine {how} in {result.seconds:.1f} s",
                                   result.path, runtime_config.warmup_frames)
     backend.artifact_built = result.built
     return backend
