@@ -15,9 +15,10 @@ pytest.importorskip("rosbag", reason="ROS Python packages not installed (run `ma
 
 import cv2  # noqa: E402
 
-from panoptic_perception.commands import kitti2bag  # noqa: E402
 from panoptic_perception.data.kitti import KittiCalibration, parse_timestamp_ns  # noqa: E402
 from panoptic_perception.errors import ConfigError, InputError  # noqa: E402
+from panoptic_perception.ros import bag as kitti2bag  # noqa: E402
+from panoptic_perception.ros.conversions import quaternion_from_matrix  # noqa: E402
 
 # KITTI raw 2011_09_26 calibration, verbatim (cameras 00 and 02 only; 01/03 are not used here).
 CAM_TO_CAM = """calib_time: 09-Jan-2012 13:57:47
@@ -169,7 +170,7 @@ def test_quaternion_from_matrix_round_trips(angles):
     from panoptic_perception.geometry.camera import Extrinsics
 
     rotation = Extrinsics(yaw_deg=angles[0], pitch_deg=angles[1], roll_deg=angles[2]).rotation()
-    x, y, z, w = kitti2bag.quaternion_from_matrix(rotation)
+    x, y, z, w = quaternion_from_matrix(rotation)
     back = np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],

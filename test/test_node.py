@@ -19,9 +19,9 @@ NODE = "/panoptic_perception"
 
 @pytest.fixture(scope="module")
 def drive_bag(tmp_path_factory):
-    from panoptic_perception.commands.kitti2bag import write_kitti_bag
     from panoptic_perception.data.synth import small_config
     from panoptic_perception.data.synth.writer import DriveWriter
+    from panoptic_perception.ros.bag import write_kitti_bag
 
     root = tmp_path_factory.mktemp("drive")
     writer = DriveWriter(root, small_config(WIDTH, HEIGHT), seed=5)

@@ -174,9 +174,9 @@ def _number(values: Dict[str, str], key: str, kind=float):
 
 
 def _drive_bag(home: Path, args: argparse.Namespace) -> Path:
-    from panoptic_perception.commands.kitti2bag import write_kitti_bag
     from panoptic_perception.data.synth import small_config
     from panoptic_perception.data.synth.writer import DriveWriter
+    from panoptic_perception.ros.bag import write_kitti_bag
 
     width, height = args.image_size
     writer = DriveWriter(home / "drive", small_config(width, height), seed=7)

@@ -1,37 +1,14 @@
-"""`kitti2bag`: a KITTI raw drive (real or synthetic) -> a rosbag the node can replay.
-
-Per frame of the chosen camera it writes, stamped with timestamps.txt:
-
-    NS/camera_color_left/image_rect_color   sensor_msgs/Image (rgb8; mono8 for the grey cameras)
-    NS/camera_color_left/camera_info        sensor_msgs/CameraInfo of the rectified camera
-
-and once, latched (rosbag play re-latches it): /tf_static with vehicle frame -> camera optical
-frame from the calibration (data/kitti.py: origin on the ground below the Velodyne).
-
-CameraInfo of a rectified KITTI image: P = P_rect_xx as KITTI gives it (its 4th column holds the
-stereo baseline), K = P's left 3x3, D = zeros and R = identity: the pixels are already rectified,
-so image_proc must not rectify them again (KITTI's R_rect_xx rotates the *unrectified* camera and
-is already folded into the tf transform). Images that are truncated, unreadable or the wrong size
-are skipped with a warning; the rest of the bag is still written.
-"""
+"""`kitti2bag`: a KITTI raw drive (real or synthetic) -> a rosbag the node can replay (ros/bag.py writes it)."""
 from __future__ import annotations
 
 import argparse
-import math
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
 
-import numpy as np
-
-from panoptic_perception.errors import ConfigError, InputError
+from panoptic_perception.commands._outputs import check_writable
+from panoptic_perception.errors import ConfigError
 
 HELP = "convert a KITTI raw drive folder (real or synthetic) into a rosbag (Image, CameraInfo, /tf_static)"
-
-CAMERA_NAMES = {"00": "camera_gray_left", "01": "camera_gray_right", "02": "camera_color_left",
-                "03": "camera_color_right"}
-COMPRESSIONS = ("none", "bz2", "lz4")
+COMPRESSIONS = ("none", "bz2", "lz4")  # rosbag's; ros/bag.py checks the same list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,189 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
-@dataclass
-class BagSummary:
-    path: Path
-    frames_written: int
-    skipped: List[str] = field(default_factory=list)  # "file: reason"
-    image_topic: str = ""
-    info_topic: str = ""
-    camera_frame: str = ""
-    vehicle_frame: str = ""
-    first_stamp_ns: int = 0
-    last_stamp_ns: int = 0
-
-
-def normalise_camera(camera: str) -> str:
-    value = str(camera).strip().zfill(2)
-    if value not in CAMERA_NAMES:
-        raise ConfigError(f"--camera must be one of {', '.join(CAMERA_NAMES)}, got '{camera}'")
-    return value
-
-
-def quaternion_from_matrix(rotation: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) of a 3x3 rotation matrix (Shepperd's method, numerically safe for all angles)."""
-    m = np.asarray(rotation, dtype=np.float64)
-    # KITTI prints its rotations with 7 digits, so they are only nearly orthonormal: use the
-    # nearest rotation (polar decomposition) rather than let the error land in one component.
-    u, _, vt = np.linalg.svd(m)
-    m = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0.0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
-    q = np.array(q)
-    return q / np.linalg.norm(q)
-
-
-def _read_png(path: Path) -> np.ndarray:
-    """uint8 (H, W) or (H, W, 3) RGB; InputError for truncated / unreadable files."""
-    import cv2
-
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise InputError(f"unreadable ({exc})") from exc
-    # libpng reports a truncated file as an error and OpenCV then returns None.
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise InputError("truncated or not a PNG image")
-    if image.dtype != np.uint8:
-        raise InputError(f"expected 8-bit pixels, got {image.dtype}")
-    if image.ndim == 3:
-        code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        image = cv2.cvtColor(image, code)
-    return image
-
-
-def write_kitti_bag(drive_dir: Path, out_path: Path, camera: str = "02", frame_id: Optional[str] = None,
-                    vehicle_frame: str = "base_link", namespace: str = "/kitti",
-                    max_frames: Optional[int] = None, compression: str = "none",
-                    warn: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr),
-                    ) -> BagSummary:
-    """Write the bag; returns what was written. Raises InputError / ConfigError for unusable input."""
-    import genpy
-    import rosbag
-    from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
-    from std_msgs.msg import Header
-    from tf2_msgs.msg import TFMessage
-
-    from panoptic_perception.data.kitti import read_drive
-    from panoptic_perception.geometry.camera import Intrinsics
-    from panoptic_perception.ros.conversions import intrinsics_to_camera_info
-
-    camera = normalise_camera(camera)
-    if compression not in COMPRESSIONS:
-        raise ConfigError(f"--compression must be one of {', '.join(COMPRESSIONS)}, got '{compression}'")
-    if max_frames is not None and max_frames < 1:
-        raise ConfigError(f"--max-frames must be >= 1, got {max_frames}")
-    if not vehicle_frame or vehicle_frame.startswith("/"):
-        raise ConfigError(f"--vehicle-frame must be a tf frame id without a leading '/', "
-                          f"got '{vehicle_frame}'")
-    namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
-    drive = read_drive(drive_dir)
-    if camera not in drive.images:
-        raise InputError(f"drive {drive_dir} has no image_{camera}/ (cameras present: "
-                         f"{', '.join(drive.cameras)})")
-    calibration = drive.calibration
-    frames = drive.images[camera]
-    stamps_ns = drive.timestamps_ns[camera]
-    if max_frames is not None:
-        frames, stamps_ns = frames[:max_frames], stamps_ns[:max_frames]
-    if not frames:
-        raise InputError(f"drive {drive_dir}: image_{camera}/data has no PNG images")
-
-    name = CAMERA_NAMES[camera]
-    camera_frame = frame_id or name
-    if camera_frame.startswith("/") or camera_frame == vehicle_frame:
-        raise ConfigError(f"--frame-id must differ from the vehicle frame and have no leading '/', "
-                          f"got '{camera_frame}'")
-    grey = camera in ("00", "01")
-    image_topic = f"{namespace}/{name}/{'image_rect' if grey else 'image_rect_color'}"
-    info_topic = f"{namespace}/{name}/camera_info"
-
-    projection = calibration.projection(camera)
-    size = calibration.intrinsics(camera)
-    k = projection[:, :3]
-    intrinsics = Intrinsics(width=size.width, height=size.height, K=tuple(float(v) for v in k.ravel()),
-                            D=(0.0,) * 5, P=tuple(float(v) for v in projection.ravel()))
-    vehicle_from_camera = calibration.vehicle_from_camera(camera)
-
-    def stamp_of(ns: int) -> genpy.Time:
-        secs, nsecs = divmod(int(ns), 1_000_000_000)
-        return genpy.Time(secs, nsecs)
-
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    summary = BagSummary(out_path, 0, image_topic=image_topic, info_topic=info_topic,
-                         camera_frame=camera_frame, vehicle_frame=vehicle_frame)
-    tmp_path = out_path.with_name(out_path.name + ".partial")
-    with rosbag.Bag(str(tmp_path), "w", compression=compression) as bag:
-        first = stamp_of(stamps_ns[0])
-        q = quaternion_from_matrix(vehicle_from_camera[:3, :3])
-        t = vehicle_from_camera[:3, 3]
-        tf = TransformStamped(header=Header(stamp=first, frame_id=vehicle_frame), child_frame_id=camera_frame,
-                              transform=Transform(translation=Vector3(*map(float, t)),
-                                                  rotation=Quaternion(*map(float, q))))
-        tf_msg = TFMessage(transforms=[tf])
-        # rosbag play re-publishes a connection marked latching as latched, which /tf_static needs.
-        bag.write("/tf_static", tf_msg, first, connection_header={
-            "topic": "/tf_static", "type": tf_msg._type, "md5sum": tf_msg._md5sum,
-            "message_definition": tf_msg._full_text, "latching": "1", "callerid": "/kitti2bag"})
-        for seq, (path, ns) in enumerate(zip(frames, stamps_ns)):
-            try:
-                pixels = _read_png(path)
-            except InputError as exc:
-                summary.skipped.append(f"{path.name}: {exc}")
-                warn(f"skipping {path}: {exc}")
-                continue
-            if pixels.shape[:2] != (intrinsics.height, intrinsics.width):
-                reason = (f"image is {pixels.shape[1]}x{pixels.shape[0]} but the calibration "
-                          f"(S_rect_{camera}) says {intrinsics.width}x{intrinsics.height}")
-                summary.skipped.append(f"{path.name}: {reason}")
-                warn(f"skipping {path}: {reason}")
-                continue
-            stamp = stamp_of(ns)
-            header = Header(seq=seq, stamp=stamp, frame_id=camera_frame)
-            bag.write(image_topic, _image_message(pixels, header), stamp)
-            bag.write(info_topic, intrinsics_to_camera_info(intrinsics, header), stamp)
-            summary.frames_written += 1
-            summary.first_stamp_ns = summary.first_stamp_ns or int(ns)
-            summary.last_stamp_ns = int(ns)
-    if summary.frames_written == 0:
-        tmp_path.unlink(missing_ok=True)
-        raise InputError(f"drive {drive_dir}: none of the {len(frames)} images of camera {camera} "
-                         f"could be used")
-    tmp_path.replace(out_path)  # a crash never leaves a half-written bag under the real name
-    return summary
-
-
-def _image_message(pixels: np.ndarray, header):
-    from sensor_msgs.msg import Image
-
-    pixels = np.ascontiguousarray(pixels)
-    height, width = pixels.shape[:2]
-    encoding = "mono8" if pixels.ndim == 2 else "rgb8"
-    return Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
-                 step=pixels.strides[0], data=pixels.tobytes())
-
 
 def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"--out {args.out} exists; pass --overwrite to replace it")
     if args.out.suffix != ".bag":
         raise ConfigError(f"--out must name a .bag file, got {args.out}")
-    from panoptic_perception.commands._outputs import check_writable
-
     check_writable(args.out, "--out")
+    from panoptic_perception.ros.bag import write_kitti_bag  # rosbag and the messages: not for --help
+
     summary = write_kitti_bag(args.drive, args.out, camera=args.camera, frame_id=args.frame_id,
                               vehicle_frame=args.vehicle_frame, namespace=args.namespace,
                               max_frames=args.max_frames, compression=args.compression)

@@ -129,11 +129,18 @@ def read_panoptic_json(path: str | Path, require_categories: bool = True) -> dic
 
 
 def read_panoptic_png(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            return rgb2id(np.asarray(img.convert("RGB")))
-    except FileNotFoundError as exc:
-        raise InputError(f"panoptic PNG not found: {path}") from exc
-    except OSError as exc:
-        raise InputError(f"panoptic PNG {path} is unreadable: {exc}") from exc
+    """A COCO panoptic PNG -> (H, W) int32 segment ids (id = R + 256 G + 256^2 B).
+
+    The one reader of panoptic PNGs: datasets, `eval` and the tests all go through it.
+    """
+    import cv2  # libpng through OpenCV decodes about twice as fast as PIL here
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if bgr is None:
+        raise InputError(f"panoptic PNG {path} is missing or unreadable")
+    if bgr.ndim != 3 or bgr.shape[2] < 3 or bgr.dtype != np.uint8:
+        raise InputError(f"panoptic PNG {path} must be 8-bit RGB, got shape {bgr.shape} {bgr.dtype}")
+    ids = bgr[..., 2].astype(np.int32)
+    ids |= bgr[..., 1].astype(np.int32) << 8
+    ids |= bgr[..., 0].astype(np.int32) << 16
+    return ids

@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
+from panoptic_perception.data.panoptic_io import read_panoptic_json, read_panoptic_png
 from panoptic_perception.errors import InputError
 from panoptic_perception.eval.miou import iou_from_confusion, mean_iou
 from panoptic_perception.labels import Category, LabelSpace
@@ -294,29 +295,14 @@ def _average(per_class: Sequence[ClassPQ], is_thing: bool | None) -> PQSummary:
 
 
 # ------------------------------------------------------------------ files on disk
-def read_id_png(path: str) -> np.ndarray:
-    """A COCO panoptic PNG -> (H, W) int32 segment ids (id = R + 256 G + 256^2 B)."""
-    import cv2  # libpng through OpenCV decodes about twice as fast as PIL here
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if bgr is None:
-        raise InputError(f"panoptic PNG {path} is missing or unreadable")
-    if bgr.ndim != 3 or bgr.shape[2] < 3 or bgr.dtype != np.uint8:
-        raise InputError(f"panoptic PNG {path} must be 8-bit RGB, got shape {bgr.shape} {bgr.dtype}")
-    ids = bgr[..., 2].astype(np.int32)
-    ids |= bgr[..., 1].astype(np.int32) << 8
-    ids |= bgr[..., 0].astype(np.int32) << 16
-    return ids
-
-
 _Job = Tuple[str, str, list, str, list]  # image id, gt png, gt segments, pred png, pred segments
 
 
 def _evaluate_jobs(categories: List[EvalCategory], jobs: Sequence[_Job]) -> PQAccumulator:
     acc = PQAccumulator(categories)
     for image_id, gt_png, gt_segments, pred_png, pred_segments in jobs:
-        gt_map = read_id_png(gt_png)
-        pred_map = read_id_png(pred_png)
+        gt_map = read_panoptic_png(gt_png)
+        pred_map = read_panoptic_png(pred_png)
         if gt_map.shape != pred_map.shape:
             (gh, gw), (ph, pw) = gt_map.shape, pred_map.shape
             raise InputError(f"image {image_id}: ground truth {gt_png} is {gw}x{gh} "
@@ -329,7 +315,6 @@ def _annotation_jobs(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str
                      ) -> Tuple[List[_Job], List[dict]]:
     from pathlib import Path
 
-    from panoptic_perception.data.panoptic_io import read_panoptic_json
 
     gt = read_panoptic_json(gt_json)
     pred = read_panoptic_json(pred_json, require_categories=False)  # panopticapi uses the ground truth's

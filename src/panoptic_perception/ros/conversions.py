@@ -20,6 +20,7 @@ bit for bit: read them with `np.frombuffer(bytes(np.int8(msg.data)), np.uint8)` 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -320,7 +321,8 @@ def intrinsics_to_camera_info(intrinsics: Intrinsics, header: Header) -> CameraI
 # ----------------------------------------------------------------------------- outputs
 
 
-def _image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:
+def image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:
+    """A sensor_msgs/Image of a contiguous copy of `array` with this encoding and header."""
     array = np.ascontiguousarray(array)
     height, width = array.shape[:2]
     return Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
@@ -332,7 +334,7 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
     rgb = to_numpy(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise InputError(f"rgb8 output needs an (H, W, 3) uint8 array, got {rgb.shape} {rgb.dtype}")
-    return _image_msg(rgb, "rgb8", header)
+    return image_msg(rgb, "rgb8", header)
 
 
 def category_map_to_mono8_msg(category_map: np.ndarray, header: Header) -> Image:
@@ -341,7 +343,7 @@ def category_map_to_mono8_msg(category_map: np.ndarray, header: Header) -> Image
     if category_map.ndim != 2 or category_map.dtype != np.uint8:
         raise InputError(f"mono8 class map needs an (H, W) uint8 array, got {category_map.shape} "
                          f"{category_map.dtype}")
-    return _image_msg(category_map, "mono8", header)
+    return image_msg(category_map, "mono8", header)
 
 
 def segment_map_to_image_msg(segment_map: np.ndarray, header: Header) -> Image:
@@ -355,7 +357,7 @@ def segment_map_to_image_msg(segment_map: np.ndarray, header: Header) -> Image:
         if too_big or (segment_map.size and int(segment_map.min()) < 0):
             raise InputError("segment ids must be within 0..2^31-1 for a 32SC1 image")
         segment_map = segment_map.astype("<i4")
-    return _image_msg(segment_map, "32SC1", header)
+    return image_msg(segment_map, "32SC1", header)
 
 
 def panoptic_to_msg(segment_map: np.ndarray, segments: Sequence[Any], header: Header,
@@ -476,3 +478,42 @@ def class_grid_msg_to_numpy(msg: OccupancyGrid) -> Tuple[np.ndarray, GridGeometr
     """Class-grid OccupancyGrid -> (uint8 class ids, 255 unknown, geometry)."""
     cells, geometry = occupancy_msg_to_numpy(msg)
     return cells.view(np.uint8), geometry
+
+
+def quaternion_from_matrix(rotation: np.ndarray) -> np.ndarray:
+    """(x, y, z, w) of a 3x3 rotation matrix (Shepperd's method, numerically safe for all angles)."""
+    m = np.asarray(rotation, dtype=np.float64)
+    # KITTI prints its rotations with 7 digits, so they are only nearly orthonormal: use the
+    # nearest rotation (polar decomposition) rather than let the error land in one component.
+    u, _, vt = np.linalg.svd(m)
+    m = u @ np.diag([1.0, 1.0, np.linalg.det(u @ vt)]) @ vt
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0.0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = [0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = [(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s]
+    q = np.array(q)
+    return q / np.linalg.norm(q)
+
+
+def transform_to_matrix(transform: Any) -> np.ndarray:
+    """geometry_msgs/Transform -> 4x4 matrix."""
+    q = transform.rotation
+    x, y, z, w = q.x, q.y, q.z, q.w
+    rot = np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+    matrix = np.eye(4)
+    matrix[:3, :3] = rot
+    matrix[:3, 3] = (transform.translation.x, transform.translation.y, transform.translation.z)
+    return matrix

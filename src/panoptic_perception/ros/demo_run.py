@@ -51,7 +51,7 @@ def ensure_drive(out_dir: Path, frames: int, seed: int) -> Path:
 
 
 def ensure_bag(drive: Path, bag: Path, frames: int) -> Path:
-    from panoptic_perception.commands.kitti2bag import write_kitti_bag
+    from panoptic_perception.ros.bag import write_kitti_bag
 
     if not bag.is_file() or bag.stat().st_mtime < (drive / "gt" / "panoptic.json").stat().st_mtime:
         print(f"demo: writing {bag}", flush=True)

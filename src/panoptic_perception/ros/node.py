@@ -8,12 +8,12 @@ import threading
 import time
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 import rosgraph
 import rospy
 
 from panoptic_perception.errors import PerceptionError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
+from panoptic_perception.ros.conversions import transform_to_matrix
 from panoptic_perception.ros.frame_slot import NewestFrameSlot
 from panoptic_perception.ros.health import FrameHealth, KindThrottle, MasterWatch, TimeJumpDetector
 from panoptic_perception.ros.params import NodeParams, load_node_params
@@ -234,7 +234,7 @@ class PanopticNode:
             self._extrinsics_source = "parameters"
             return self._fallback_extrinsics
         self._extrinsics_source = "tf"
-        return Extrinsics.from_matrix(_transform_matrix(tf.transform))
+        return Extrinsics.from_matrix(transform_to_matrix(tf.transform))
 
     # -- one frame ----------------------------------------------------------------------------
 
@@ -319,21 +319,6 @@ class PanopticNode:
         array = DiagnosticArray(status=[status])
         array.header.stamp = rospy.Time.now()
         self.pub_diagnostics.publish(array)
-
-
-def _transform_matrix(transform: Any) -> np.ndarray:
-    """geometry_msgs/Transform -> 4x4 matrix."""
-    q = transform.rotation
-    x, y, z, w = q.x, q.y, q.z, q.w
-    rot = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-    matrix = np.eye(4)
-    matrix[:3, :3] = rot
-    matrix[:3, 3] = (transform.translation.x, transform.translation.y, transform.translation.z)
-    return matrix
 
 
 def main() -> int:

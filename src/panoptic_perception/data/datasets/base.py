@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from panoptic_perception.data.label_mapping import LabelMapping
-from panoptic_perception.data.panoptic_io import SegmentInfo, read_panoptic_json
+from panoptic_perception.data.panoptic_io import SegmentInfo, read_panoptic_json, read_panoptic_png
 from panoptic_perception.errors import InputError
 from panoptic_perception.labels import LabelSpace
 
@@ -35,12 +35,6 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if bgr is None:
         raise InputError(f"image {path} is missing or unreadable")
     return np.ascontiguousarray(bgr[..., ::-1])
-
-
-def read_id_png(path: str | Path) -> np.ndarray:
-    from panoptic_perception.eval.pq import read_id_png as _read
-
-    return _read(str(path))
 
 
 def segments_from_json(infos: Sequence[dict], where: str) -> List[SegmentInfo]:
@@ -129,7 +123,7 @@ class CocoPanopticDataset:
         for s in segments:
             if s.category_id not in self.categories:
                 raise InputError(f"{where}: segment {s.id} has unknown category id {s.category_id}")
-        panoptic = read_id_png(self.png_dir / str(ann["file_name"]))
+        panoptic = read_panoptic_png(self.png_dir / str(ann["file_name"]))
         check_ids(panoptic, segments, where)
         image_path = self.image_path(index)
         image = read_rgb(image_path)
