@@ -10,6 +10,8 @@ import dataclasses
 import re
 from typing import List, Optional, Tuple
 
+from panoptic_perception.errors import ConfigError
+
 
 def size_arg(text: str) -> Tuple[int, int]:
     """argparse type: "1344x448" -> (1344, 448); both positive."""
@@ -29,7 +31,6 @@ def size_list_arg(text: str) -> List[Tuple[int, int]]:
 
 def with_input_size(model_config, size: Optional[Tuple[int, int]]):
     """The model config at another static input size (None: unchanged); ConfigError naming --input-size."""
-    from panoptic_perception.errors import ConfigError
 
     if size is None:
         return model_config

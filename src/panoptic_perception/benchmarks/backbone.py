@@ -11,6 +11,7 @@ import math
 import os
 from typing import Dict, List, Tuple
 
+from panoptic_perception.errors import ConfigError
 from panoptic_perception.size_args import size_list_arg
 
 HELP = "params, GFLOPs and latency of each backbone + FPN (default 640x192 and KITTI 1242x375)"
@@ -54,7 +55,6 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     import torch
 
     from panoptic_perception.benchmarks.timing import summarize_ms, time_call_ms
-    from panoptic_perception.errors import ConfigError
     from panoptic_perception.model.config import BackboneConfig, FPNConfig, ModelConfig
     from panoptic_perception.model.fpn import build_fpn_backbone
     from panoptic_perception.model.layers import count_parameters

@@ -5,6 +5,7 @@ import argparse
 import tempfile
 import time
 
+from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.size_args import size_arg, with_input_size
 
 HELP = "network-only latency per backend (torch eager, onnxruntime, tensorrt when present) on one model"
@@ -29,7 +30,6 @@ def run(args: argparse.Namespace) -> dict:
 
     from panoptic_perception.benchmarks.timing import summarize_ms, time_call_ms
     from panoptic_perception.model.config import load_model_config
-    from panoptic_perception.paths import CONFIG_DIR
     from panoptic_perception.runtime.config import RuntimeConfig
     from panoptic_perception.runtime.engine_cache import state_dict_digest
     from panoptic_perception.runtime.select import create_backend_for_module

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from panoptic_perception.benchmarks.pipeline import synthetic_frames, time_frames
+from panoptic_perception.errors import ConfigError
 
 HELP = ("GPU acceptance: TensorRT engines through the cache, equivalence with torch, latency of every GPU path, "
         "the node on TensorRT (says 'no CUDA device' and measures nothing without one)")
@@ -175,7 +176,6 @@ def acceptance(models: Sequence[BenchModel], variants: Sequence[Variant], refere
 def run(args: argparse.Namespace) -> Dict[str, object]:
     import torch
 
-    from panoptic_perception.errors import ConfigError
     from panoptic_perception.pipeline import load_pipeline_config, resolve_path
 
     if not torch.cuda.is_available():

@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 from typing import Dict, List
 
+from panoptic_perception.paths import CONFIG_DIR
+
 HELP = "network size, GFLOPs and CPU latency of PanopticModel (both backbones, KITTI-size input)"
 
 KITTI_WIDTH_PX, KITTI_HEIGHT_PX = 1242, 375
@@ -74,7 +76,6 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from panoptic_perception.model.config import load_model_config
-    from panoptic_perception.paths import CONFIG_DIR
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -9,6 +9,7 @@ interval between ~panoptic outputs; the Pipeline is timed first, in this process
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from panoptic_perception.benchmarks.pipeline import synthetic_frames, time_frames
+from panoptic_perception.errors import ConfigError, PerceptionError
 from panoptic_perception.size_args import size_arg
 
 HELP = "node throughput (real roscore + roslaunch, camera fed faster than it runs) vs the Pipeline's"
@@ -76,7 +78,6 @@ def _time_node(args: argparse.Namespace, frames: list, home: Path) -> Dict[str, 
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
-    from panoptic_perception.errors import PerceptionError
     from panoptic_perception.ros.conversions import intrinsics_to_camera_info, rgb_to_image_msg
     from panoptic_perception.ros.processes import RosMaster, stop_process
 
@@ -140,7 +141,6 @@ def _time_node(args: argparse.Namespace, frames: list, home: Path) -> Dict[str, 
 
 
 def _time_pipeline(args: argparse.Namespace, frames: list) -> Dict[str, float]:
-    import dataclasses
 
     import numpy as np
 
@@ -158,7 +158,6 @@ def _time_pipeline(args: argparse.Namespace, frames: list) -> Dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
-    from panoptic_perception.errors import ConfigError
 
     if args.frames < 2 or args.warmup < 0 or args.rate_hz <= 0:
         raise ConfigError("--frames must be >= 2, --warmup >= 0 and --rate-hz > 0")

@@ -3,10 +3,12 @@ synthetic KITTI-size frames, per backend."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import time
 from typing import Dict, List, Tuple
 
+from panoptic_perception.errors import ConfigError
 from panoptic_perception.size_args import size_arg
 
 STAGES = ("preprocess_ms", "network_ms", "postprocess_ms", "projection_ms", "total_ms")
@@ -53,13 +55,11 @@ def time_frames(pipeline, frames: list, warmup: int, count: int) -> Tuple[Dict[s
 
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
-    import dataclasses
 
     import numpy as np
     import torch
 
     from panoptic_perception.benchmarks.timing import summarize_ms
-    from panoptic_perception.errors import ConfigError
     from panoptic_perception.pipeline import Pipeline, load_pipeline_config
 
     if args.frames < 1 or args.warmup < 0:

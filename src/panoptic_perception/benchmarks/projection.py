@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from typing import Any, Dict
 
 HELP = "ground projection of a panoptic frame (default 1242x375 KITTI camera) into the default grid"
@@ -36,7 +37,6 @@ def _scene_outputs(width: int, height: int, device: str) -> tuple:
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
-    import time
 
     import torch
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from panoptic_perception.errors import ConfigError, PerceptionError
 from panoptic_perception.size_args import size_arg
 
 HELP = "soak: the node on a looping bag for N minutes; RSS, frame counts and latency sampled into CSV + PNG"
@@ -187,13 +189,11 @@ def _drive_bag(home: Path, args: argparse.Namespace) -> Path:
 
 
 def _soak(args: argparse.Namespace, home: Path, bag: Path) -> List[SoakSample]:
-    import os
 
     import rospy
     from diagnostic_msgs.msg import DiagnosticArray
 
     from panoptic_perception.benchmarks.node import _node_log_tail
-    from panoptic_perception.errors import PerceptionError
     from panoptic_perception.ros.processes import RosMaster, stop_process
 
     master = RosMaster(home).start()
@@ -252,7 +252,6 @@ def _soak(args: argparse.Namespace, home: Path, bag: Path) -> List[SoakSample]:
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
     from panoptic_perception.commands._outputs import check_writable
-    from panoptic_perception.errors import ConfigError
 
     if args.minutes <= 0 or args.interval_s <= 0 or args.frames < 2 or args.rate <= 0:
         raise ConfigError("--minutes, --interval-s and --rate must be > 0 and --frames >= 2")

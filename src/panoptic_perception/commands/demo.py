@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from panoptic_perception.errors import ConfigError
+
 HELP = "synthesise a drive, replay it as a bag through the node (kitti.launch), report speed and PQ"
 
 
@@ -19,7 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panoptic_perception.errors import ConfigError
     from panoptic_perception.ros.demo_run import run_demo
 
     if args.frames < 1:

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import time
 from pathlib import Path
+
+from panoptic_perception.errors import ConfigError
 
 HELP = "PQ / SQ / RQ (All, Things, Stuff), per class, and mIoU of COCO panoptic predictions (or of a model)"
 COCO_ARGS = ("gt_json", "gt_dir", "pred_json", "pred_dir")
@@ -34,10 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
 
     from panoptic_perception.commands._outputs import check_writable
-    from panoptic_perception.errors import ConfigError
     from panoptic_perception.eval.pq import evaluate_dirs
     from panoptic_perception.eval.report import format_report, result_to_dict
 
@@ -77,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _dataset(args: argparse.Namespace):
     from panoptic_perception.data.datasets import DatasetConfig, build_dataset
-    from panoptic_perception.errors import ConfigError
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
@@ -85,10 +86,7 @@ def _dataset(args: argparse.Namespace):
 
 
 def _compare_fusion(args: argparse.Namespace, given) -> int:
-    import dataclasses
-    import time
 
-    from panoptic_perception.errors import ConfigError
     from panoptic_perception.eval.report import comparison_to_dict, format_comparison, format_comparison_markdown
     from panoptic_perception.eval.run import compare_fusions
     from panoptic_perception.pipeline import load_pipeline_config
@@ -127,7 +125,6 @@ def _compare_fusion(args: argparse.Namespace, given) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace):
-    import dataclasses
 
     from panoptic_perception.eval.run import evaluate_pipeline
     from panoptic_perception.pipeline import Pipeline, load_pipeline_config

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from panoptic_perception.errors import ConfigError
+from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.size_args import size_arg, with_input_size
 
 HELP = "pre-build the TensorRT engine or ONNX file of a checkpoint into the engine cache"
@@ -33,7 +34,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from panoptic_perception.model.checkpoint import load_checkpoint
-    from panoptic_perception.paths import CONFIG_DIR
     from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_config
     from panoptic_perception.runtime.engine_cache import state_dict_digest
     from panoptic_perception.runtime.model_loader import build_eval_model

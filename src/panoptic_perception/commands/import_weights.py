@@ -8,6 +8,7 @@ from pathlib import Path
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.model.config import BACKBONE_NAMES
 from panoptic_perception.model.weights_file import download
+from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.size_args import size_arg, with_input_size
 
 HELP = ("import detectron2 Panoptic FPN weights (.pkl / .pth) into a checkpoint, or ImageNet backbone weights "
@@ -76,7 +77,6 @@ def _import_detectron2(args: argparse.Namespace, local: Path) -> int:
     from panoptic_perception.config import named_config_file
     from panoptic_perception.model.config import load_model_config
     from panoptic_perception.model.detectron2_import import import_detectron2
-    from panoptic_perception.paths import CONFIG_DIR
 
     config_path = named_config_file(args.config or DEFAULT_CONFIG, CONFIG_DIR, "model config")
     config = with_input_size(load_model_config(config_path), args.input_size)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+
+from panoptic_perception.errors import ConfigError, InputError
 
 HELP = "run the Pipeline over a KITTI drive or an image folder; write COCO panoptic predictions"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -21,7 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _images(input_path: Path, camera: str):
     """(image_id, path) pairs: KITTI frame names for a drive, file stems for a folder."""
-    from panoptic_perception.errors import InputError
 
     if not input_path.is_dir():
         raise InputError(f"--input {input_path} is not a folder")
@@ -37,12 +39,10 @@ def _images(input_path: Path, camera: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
 
     from panoptic_perception.commands._outputs import check_writable
     from panoptic_perception.data.datasets import read_rgb
     from panoptic_perception.data.panoptic_io import PanopticWriter, SegmentInfo
-    from panoptic_perception.errors import ConfigError, InputError
     from panoptic_perception.pipeline import Pipeline, load_pipeline_config
 
     if args.max_frames is not None and args.max_frames < 1:

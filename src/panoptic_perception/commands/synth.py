@@ -7,6 +7,8 @@ import dataclasses
 import os
 from pathlib import Path
 
+from panoptic_perception.errors import ConfigError
+
 HELP = "render a synthetic street drive (KITTI raw layout + COCO panoptic, semantic, BEV and 3D box truth)"
 
 _CAMERA_FLAGS = ("width", "height", "height_m", "pitch_deg", "roll_deg", "fx", "fy", "cx", "cy")
@@ -80,7 +82,6 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from panoptic_perception.data.synth.writer import DriveWriter
-    from panoptic_perception.errors import ConfigError
 
     if args.frames < 1:
         raise ConfigError(f"--frames must be at least 1, got {args.frames}")

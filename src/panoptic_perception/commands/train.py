@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 from pathlib import Path
+
+from panoptic_perception.errors import ConfigError
 
 HELP = ("train the network, or seed 000's conv panoptic head on a trained one (CPU or CUDA with AMP; several "
         "processes under torchrun): checkpoints, resume, CSV/TensorBoard logs, periodic PQ")
@@ -23,10 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-    import logging
 
-    from panoptic_perception.errors import ConfigError
     from panoptic_perception.training import distributed
     from panoptic_perception.training.config import load_train_config
     from panoptic_perception.training.trainer import BEST_CHECKPOINT, LAST_CHECKPOINT, Trainer

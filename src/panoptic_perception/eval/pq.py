@@ -29,7 +29,10 @@ All reported numbers are percentages (0..100).
 from __future__ import annotations
 
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
@@ -313,7 +316,6 @@ def _evaluate_jobs(categories: List[EvalCategory], jobs: Sequence[_Job]) -> PQAc
 
 def _annotation_jobs(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str
                      ) -> Tuple[List[_Job], List[dict]]:
-    from pathlib import Path
 
 
     gt = read_panoptic_json(gt_json)
@@ -353,8 +355,6 @@ def evaluate_dirs(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str,
     workers = max(1, min(int(workers), len(jobs)))
     if workers == 1:
         return _evaluate_jobs(cats, jobs).result()
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     # contiguous chunks, several per worker so one slow chunk does not idle the others
     n_chunks = min(len(jobs), workers * 4)

@@ -20,6 +20,7 @@ bit for bit: read them with `np.frombuffer(bytes(np.int8(msg.data)), np.uint8)` 
 """
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
@@ -239,7 +240,6 @@ def image_to_rgb(msg: Image, copy: bool = False, max_size: Optional[Tuple[int, i
 
 def _compressed_size(data: Any) -> Optional[Tuple[int, int]]:
     """(width, height) from a JPEG / PNG header without decoding the pixels; None if unknown."""
-    import io
 
     try:
         from PIL import Image as PilImage

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from panoptic_perception.errors import PerceptionError
+from panoptic_perception.paths import SHARE_ROOT
 from panoptic_perception.ros.processes import RosMaster, free_port, stop_process
 
 NODE = "/panoptic_perception"
@@ -95,7 +96,6 @@ def _start_rviz(master: RosMaster, out_dir: Path) -> Optional[tuple]:
     display = f":{free_port() % 500 + 100}"
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1600x900x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    from panoptic_perception.paths import SHARE_ROOT
 
     rviz = master.run(["rviz", "-d", str(SHARE_ROOT / "rviz" / "panoptic.rviz")], "rviz.log",
                       extra_env={"DISPLAY": display, "LIBGL_ALWAYS_SOFTWARE": "1"})

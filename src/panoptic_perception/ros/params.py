@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple
 from panoptic_perception.config import from_dict
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.geometry.camera import KITTI_CAMERA_HEIGHT_M, Extrinsics
+from panoptic_perception.paths import CONFIG_DIR
 
 # Keys the node itself writes under its private namespace (class metadata for consumers); they
 # are outputs, not settings, so a respawned node must not reject them.
@@ -208,7 +209,6 @@ class NodeParams:
     def runtime_config_with_overrides(self) -> Any:
         """runtime.config.RuntimeConfig: ~runtime_config (or config/runtime.yaml) with the set
         runtime parameters applied."""
-        from panoptic_perception.paths import CONFIG_DIR
         from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_config
 
         path = self.runtime_config or CONFIG_DIR / "runtime.yaml"

@@ -6,6 +6,8 @@ from typing import Dict, Mapping
 import torch
 from torch import nn
 
+from panoptic_perception.errors import ConfigError
+
 
 def weights_for_fusion(state_dict: Mapping[str, torch.Tensor], mode: str, source: str) -> Dict[str, torch.Tensor]:
     """The checkpoint's weights for a model whose fusion runs in `mode`.
@@ -14,7 +16,6 @@ def weights_for_fusion(state_dict: Mapping[str, torch.Tensor], mode: str, source
     another mode: other modes leave the head's weights out; conv_head needs them (an untrained head
     would only sharpen the masks, which is not seed 000's method).
     """
-    from panoptic_perception.errors import ConfigError
     from panoptic_perception.model.panoptic_head import STATE_PREFIX
 
     own = {name: value for name, value in state_dict.items() if not name.startswith(STATE_PREFIX)}
