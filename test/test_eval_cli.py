@@ -111,7 +111,7 @@ def test_size_mismatch_is_named(dataset):
         evaluate_dirs(gt_json, gt_dir, pred_json, pred_dir)
 
 
-# -- eval --model --compare-fusion: seed 000's Table 1 (per class) for several fusions of one checkpoint --
+# -- eval --model --compare-fusion: Table 1 of the Inria report (per class) for several fusions of one checkpoint --
 
 
 @pytest.fixture(scope="module")

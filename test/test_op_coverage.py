@@ -80,3 +80,22 @@ def test_real_model_uses_only_converted_ops():
     assert "aten.convolution.default" in ops and "aten.topk.default" in ops, "not the full graph"
     problems = find_unsupported(program)
     assert not problems, "the model would not compile to one TensorRT engine; " + coverage_report(problems)
+
+
+def test_export_check_ops_command_passes_the_model_and_names_a_bad_op(tiny_model, tmp_path):
+    import subprocess
+    import sys
+
+    from panoptic_perception.model.checkpoint import load_checkpoint, save_checkpoint
+
+    done = subprocess.run([sys.executable, "-m", "panoptic_perception", "export", "--backend", "tensorrt",
+                           "--model", str(tiny_model), "--check-ops"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all ops have torch-tensorrt converters" in done.stdout
+    # The same model with an op no converter exists for (a top-k above TensorRT's limit) fails it.
+    state, config, meta = load_checkpoint(tiny_model)
+    config = dataclasses.replace(config, rpn=dataclasses.replace(config.rpn, pre_nms_topk_test=5000))
+    bad = save_checkpoint(tmp_path / "bad.pt", state, config, meta)
+    done = subprocess.run([sys.executable, "-m", "panoptic_perception", "export", "--backend", "tensorrt",
+                           "--model", str(bad), "--check-ops"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "topk" in done.stdout, done.stdout + done.stderr

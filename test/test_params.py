@@ -50,10 +50,10 @@ def test_fusion_overrides_only_what_is_set():
     params = load_node_params({"fusion": {"mode": "jsis", "overlap_threshold": 0.4}})
     assert params.fusion.overrides() == {"mode": "jsis", "overlap_threshold": 0.4}
     model_fusion = FusionConfig(instance_score_threshold=0.7, stuff_area_px=1000)
-    applied = params.fusion.apply_to(model_fusion)
+    applied = dataclasses.replace(model_fusion, **params.fusion.overrides())
     assert (applied.mode, applied.overlap_threshold) == ("jsis", 0.4)
     assert (applied.instance_score_threshold, applied.stuff_area_px) == (0.7, 1000)  # model's kept
-    assert load_node_params({}).fusion.apply_to(model_fusion) == model_fusion
+    assert dataclasses.replace(model_fusion, **load_node_params({}).fusion.overrides()) == model_fusion
 
 
 @pytest.mark.parametrize("params, needle", [

@@ -1,4 +1,4 @@
-"""Stage panoptic_head: seed 000's conv head trained on a frozen network, and its checkpoint."""
+"""Stage panoptic_head: the Inria report's conv panoptic head trained on a frozen network, and its checkpoint."""
 from __future__ import annotations
 
 import dataclasses

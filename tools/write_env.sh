@@ -8,5 +8,4 @@ cat > "$root/.build/setup.sh" <<ENV
 . "$root/.build/devel/setup.sh"
 export PATH="$root/.venv/bin:\$PATH"
 export VIRTUAL_ENV="$root/.venv"
-export PANOPTIC_PERCEPTION_ROOT="$root"
 ENV

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="with --model: score at most this many frames")
     parser.add_argument("--compare-fusion", default=None, metavar="MODES",
                         help="with --model: score these fusion modes of the checkpoint on the same frames, "
-                             "e.g. panoptic_fpn,jsis,conv_head (seed 000's Table 1, per class)")
+                             "e.g. panoptic_fpn,jsis,conv_head (Table 1 of the Inria report, per class)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here as JSON")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="with --compare-fusion: also write the comparison tables here as markdown")

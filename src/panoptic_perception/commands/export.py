@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime-config", type=Path, default=None,
                         help="runtime YAML (default: config/runtime.yaml): workspace, cache dir, opset ...")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached artifact is valid")
+    parser.add_argument("--check-ops", action="store_true",
+                        help="build nothing: check that every op of the graph has a torch-tensorrt converter "
+                             "(runs without CUDA or TensorRT, in seconds; worth it before a long engine build); "
+                             "exit 1 and list the ops and where they come from otherwise")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from panoptic_perception.runtime.model_loader import build_eval_model
     from panoptic_perception.runtime.select import create_backend_for_module
 
+    if args.check_ops:
+        return _check_ops(args)
     backend = "onnxruntime" if args.backend == "onnx" else "tensorrt"
     suffix = ".onnx" if backend == "onnxruntime" else ".ep"
     if args.out is not None and args.out.suffix != suffix:
@@ -68,3 +74,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"export: {backend} artifact {artifact}")
     print(f"export: {result.describe()}")
     return 0
+
+
+def _check_ops(args: argparse.Namespace) -> int:
+    import torch
+
+    from panoptic_perception.model.checkpoint import load_checkpoint
+    from panoptic_perception.runtime.model_loader import build_eval_model
+    from panoptic_perception.runtime.op_coverage import coverage_report, export_for_tensorrt, find_unsupported
+
+    state_dict, model_config, _meta = load_checkpoint(args.model)
+    model_config = with_input_size(model_config, args.input_size)
+    model = build_eval_model(model_config, state_dict, str(args.model))
+    h, w = model_config.input_height, model_config.input_width
+    program = export_for_tensorrt(model, torch.zeros(1, 3, h, w), torch.tensor([float(h), float(w)]))
+    problems = find_unsupported(program)
+    print(f"export --check-ops: {args.model} at {w}x{h}: {coverage_report(problems)}")
+    return 1 if problems else 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from panoptic_perception.errors import ConfigError
 
-HELP = ("train the network, or seed 000's conv panoptic head on a trained one (CPU or CUDA with AMP; several "
+HELP = ("train the network, or the Inria report's conv panoptic head on a trained one (CPU or CUDA with AMP; several "
         "processes under torchrun): checkpoints, resume, CSV/TensorBoard logs, periodic PQ")
 
 

@@ -68,7 +68,7 @@ def format_report(result: PQResult) -> str:
     return format_summary(result) + "\n\n" + format_per_class(result)
 
 
-# -- fusion comparison (seed 000's Table 1: heuristic fusions vs its conv panoptic head, per class) --------
+# -- fusion comparison (Table 1 of the Inria report: heuristic fusions vs its conv panoptic head, per class) --------
 
 def comparison_to_dict(results: Dict[str, PQResult]) -> Dict[str, Any]:
     """{"modes": [...], "results": {mode: result_to_dict}}: every number of every fusion mode."""

@@ -7,7 +7,6 @@ rows run left along y, so row 0 is the rightmost strip of the grid.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
@@ -196,6 +195,3 @@ def occupancy_from_masks(free, occupied):
     occupancy += occupied.view(torch.int8) * (OCCUPANCY_OCCUPIED - OCCUPANCY_UNKNOWN)
     return occupancy.add_(OCCUPANCY_UNKNOWN)
 
-
-def probability_from_log_odds(log_odds: float) -> float:
-    return 1.0 / (1.0 + math.exp(-log_odds))

@@ -92,7 +92,8 @@ class LossWeights:
 @dataclass
 class FusionConfig:
     # "panoptic_fpn": detectron2's heuristic; "jsis": JSIS-Net's per-pixel probability rule;
-    # "conv_head": the learned per-class refinement of seed 000, then the JSIS rule.
+    # "conv_head": the learned per-class refinement of the Inria report "Contribution to Panoptic
+    # Segmentation", then the JSIS rule.
     mode: Literal["panoptic_fpn", "jsis", "conv_head"] = "panoptic_fpn"
     instance_score_threshold: float = 0.5
     overlap_threshold: float = 0.5

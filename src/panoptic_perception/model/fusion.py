@@ -2,7 +2,7 @@
 
 Three rules (FusionConfig.mode), all static-shape tensor code so the fusion exports with the net:
 
-panoptic_fpn  detectron2's combine_semantic_and_instance_outputs (Panoptic FPN, seed 002):
+panoptic_fpn  detectron2's combine_semantic_and_instance_outputs (Panoptic FPN, Kirillov et al. 2019):
               instances by descending score; stop below instance_score_threshold; binarise at
               mask_threshold (>=, as detectron2); skip an instance whose mask overlaps already-taken pixels by more than
               overlap_threshold of its area, else it takes its untaken pixels. The remaining pixels
@@ -11,12 +11,13 @@ panoptic_fpn  detectron2's combine_semantic_and_instance_outputs (Panoptic FPN, 
               are not stuff). Stuff segments smaller than stuff_area_limit_px(H*W) become void.
               The sequential rule is a fixed-length loop over the D score-ranked slots, unrolled
               at export (D is static and small); each step is a few whole-image vector ops.
-jsis          JSIS-Net (seed 001, section 2.2): where instance masks overlap, the pixel goes to the
+jsis          JSIS-Net (de Geus et al. 2018, section 2.2): where instance masks overlap, the pixel goes to the
               instance with the highest mask probability there; thing classes are removed from the
               semantic output by taking the most probable STUFF class at every pixel; instance
               pixels override stuff; a stuff class with fewer visible pixels than the area limit is
               replaced, at its pixels, by the best-scoring stuff class whose area is above it.
-conv_head     seed 000: ConvPanopticHead refines every instance mask from (mask, semantic
+conv_head     the Inria report "Contribution to Panoptic Segmentation":
+              ConvPanopticHead refines every instance mask from (mask, semantic
               probabilities) with its class's CNN, then the jsis rule.
 
 Segment ids are slot index + 1: slots 0..D-1 are the detections in their input order, slots

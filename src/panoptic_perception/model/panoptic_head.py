@@ -1,4 +1,5 @@
-"""The convolutional panoptic head of seed 000 (Inria RT-0506): learned per-class mask refinement.
+"""Learned per-class mask refinement: the convolutional panoptic head of the Inria research report
+"Contribution to Panoptic Segmentation".
 
 For each thing class a small CNN takes one instance's mask stacked with the semantic
 probabilities (1 + C channels, "a 20-layer image" for Cityscapes), applies a channel-wise

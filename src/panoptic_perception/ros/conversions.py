@@ -9,7 +9,7 @@ Outputs are built from plain numpy arrays and the small records below, so this m
 depend on the Pipeline's class names: anything with the documented attribute names (or a dict
 with those keys, or `data.panoptic_io.SegmentInfo`) is accepted.
 
-Stamps and frames (DESIGN.md): image-like outputs copy the input image's header (stamp AND
+Stamps and frames (docs/ARCHITECTURE.md): image-like outputs copy the input image's header (stamp AND
 frame_id); grid and objects take the input stamp with the vehicle frame. Nothing here reads the
 clock.
 

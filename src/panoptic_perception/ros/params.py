@@ -122,10 +122,6 @@ class FusionParams:
         """The set values only, ready for `dataclasses.replace(model_config.fusion, **overrides)`."""
         return _set_values(self)
 
-    def apply_to(self, fusion_config: Any) -> Any:
-        """A copy of a FusionConfig (model/config.py) with these overrides applied."""
-        return dataclasses.replace(fusion_config, **self.overrides())
-
 
 @dataclass
 class NodeParams:

@@ -14,7 +14,7 @@ def weights_for_fusion(state_dict: Mapping[str, torch.Tensor], mode: str, source
 
     Only conv_head fusion has weights of its own, so a fusion override may switch any checkpoint to
     another mode: other modes leave the head's weights out; conv_head needs them (an untrained head
-    would only sharpen the masks, which is not seed 000's method).
+    would only sharpen the masks, which is not the Inria report's method).
     """
     from panoptic_perception.model.panoptic_head import STATE_PREFIX
 

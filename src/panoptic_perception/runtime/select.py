@@ -24,8 +24,6 @@ from panoptic_perception.runtime.config import RuntimeConfig
 from panoptic_perception.runtime.engine_cache import CacheResult, EngineCache, make_cache_key, state_dict_digest
 
 DEFAULT_CACHE_DIR = Path("~/.cache/panoptic_perception/engines")
-# Measured (bench backends, light ResNet-18 model at 640x192, 2-core CPU): torch eager 14.5 s/frame,
-# onnxruntime 4.4 s/frame (3.3x). Re-measure with `python -m panoptic_perception bench backends`.
 CPU_RULE_EVIDENCE = ("with one other busy core the node ran the shipped model at 4.4-5.2 fps on torch eager "
                      "and 2.1 fps on onnxruntime; idle, 4.75 vs 4.99 fps (bench node, bench/RESULTS.md)")
 

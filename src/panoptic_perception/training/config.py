@@ -37,7 +37,7 @@ class ScheduleConfig:
 
 @dataclass
 class PanopticHeadTrainConfig:
-    """Stage panoptic_head: which detections train seed 000's conv head and what each should become."""
+    """Stage panoptic_head: which detections train the Inria report's conv panoptic head and what each should become."""
     # Detections the fusion would use (None: the model's fusion.instance_score_threshold), so the
     # head learns on the inputs it refines at inference.
     min_score: Optional[float] = None
@@ -64,7 +64,7 @@ class TrainConfig:
     # URL of one. The run then uses the weights' own input normalisation and FrozenBN (detectron2's
     # recipe); the checkpoints it writes carry both in their model config.
     backbone_init: Optional[str] = None
-    # "network": train Panoptic FPN end to end. "panoptic_head": seed 000's order - train only the
+    # "network": train Panoptic FPN end to end. "panoptic_head": the Inria report's order - train only the
     # conv panoptic head (fusion.mode becomes conv_head) on the init_from network, frozen in eval mode.
     stage: Literal["network", "panoptic_head"] = "network"
     panoptic_head: PanopticHeadTrainConfig = field(default_factory=PanopticHeadTrainConfig)

@@ -1,4 +1,5 @@
-"""Stage panoptic_head: train seed 000's convolutional panoptic head on a trained, frozen network.
+"""Stage panoptic_head: train the convolutional panoptic head (Inria report "Contribution to Panoptic
+Segmentation") on a trained, frozen network.
 
 Seed 000 trains its per-class CNNs after the segmentation networks, on their outputs. Here the
 frozen Panoptic FPN runs in eval mode exactly as at inference (RPN, RoI heads, mask pasting), the
