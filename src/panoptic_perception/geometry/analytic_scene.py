@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from panoptic_perception.geometry.camera import Camera
+from panoptic_perception.geometry.slab import ray_boxes
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,9 @@ def _ray_box_entry(origin: np.ndarray, rays: np.ndarray, box: Box) -> np.ndarray
     c, s = math.cos(box.yaw_rad), math.sin(box.yaw_rad)
     rot = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])  # vehicle -> box axes
     o = rot @ (origin - np.array([box.x_m, box.y_m, box.height_m / 2]))
-    d = rays @ rot.T
-    half = np.array([box.length_m, box.width_m, box.height_m]) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1 = (-half - o) / d
-        t2 = (half - o) / d
-    t_lo = np.where(np.isnan(t1), -np.inf, np.minimum(t1, t2)).max(1)
-    t_hi = np.where(np.isnan(t2), np.inf, np.maximum(t1, t2)).min(1)
-    hit = (t_hi >= t_lo) & (t_hi > 0)
-    return np.where(hit, np.maximum(t_lo, 0.0), np.inf)
+    half = np.array([[box.length_m, box.width_m, box.height_m]]) / 2
+    t, _, _ = ray_boxes(o, rays @ rot.T, -half, half)
+    return t
 
 
 def render(camera: Camera, street: Street, num_slots: int = 0) -> Dict[str, np.ndarray]:

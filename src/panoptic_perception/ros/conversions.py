@@ -49,7 +49,6 @@ _INPUT_ENCODINGS = {
     "8UC4": (4, "COLOR_BGRA2RGB"),
 }
 SUPPORTED_ENCODINGS: Tuple[str, ...] = tuple(_INPUT_ENCODINGS)
-UNKNOWN_CLASS = 255  # void in category maps and class grids
 
 
 # ----------------------------------------------------------------------------- records

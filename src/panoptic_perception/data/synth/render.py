@@ -20,6 +20,7 @@ from panoptic_perception.data.synth.ids import stuff_segment_id, thing_segment_i
 from panoptic_perception.data.synth.rays import RaySet
 from panoptic_perception.data.synth.textures import NoiseTexture
 from panoptic_perception.geometry.camera import Camera
+from panoptic_perception.geometry.slab import ray_boxes
 
 _MAX_FACADE_M = 26.0
 # Edges of a box given by its 8 corners in binary order (bit 0: x, bit 1: y, bit 2: z).
@@ -351,7 +352,7 @@ class Renderer:
             t, normal = raycast.vertical_cylinder(origin, d, c[0], c[1], prop.radius_m, lo[2], hi[2])
             tu = np.arctan2(normal[:, 1], normal[:, 0]) * prop.radius_m
         else:
-            t, _, normal = raycast.boxes(origin, d, lo[None], hi[None])
+            t, _, normal = ray_boxes(origin, d, lo[None], hi[None])
             tu = origin[1] + t * d[:, 1]
         z = origin[2] + t * d[:, 2]
         finite = np.isfinite(t)
@@ -378,7 +379,7 @@ class Renderer:
         rot = placed.rotation
         o_local = (origin - placed.world_origin()) @ rot
         d_local = rays.dirs[idx] @ rot
-        t, part, n_local = raycast.boxes(o_local, d_local, model.lo, model.hi)
+        t, part, n_local = ray_boxes(o_local, d_local, model.lo, model.hi)
         finite = np.isfinite(t)
         if not finite.any():
             return
