@@ -1,6 +1,7 @@
 """predict writes COCO panoptic that eval reads; bad frames are skipped, not fatal."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -60,3 +61,18 @@ def test_eval_of_a_model_on_a_dataset(drive, tiny_model, tmp_path):
 def test_eval_arguments_must_pick_one_mode(tiny_model, tmp_path, capsys):
     assert cli.main(["eval", "--model", str(tiny_model), "--gt-json", "x"]) == 2
     assert "--model needs --data" in capsys.readouterr().err
+
+
+def test_predict_takes_the_folder_synth_writes(tiny_model, tmp_path):
+    from panoptic_perception.data.synth import small_config
+    from panoptic_perception.data.synth.writer import DriveWriter
+
+    root = tmp_path / "synth_out"  # synth --out root: DATE/DATE_drive_XXXX_sync for each drive
+    for number, seed in ((1, 3), (2, 4)):
+        config = dataclasses.replace(small_config(320, 96), drive=number)
+        DriveWriter(root, config, seed=seed).write(1)
+    out = tmp_path / "pred"
+    assert cli.main(["predict", "--model", str(tiny_model), "--input", str(root), "--out", str(out),
+                     "--backend", "torch"]) == 0
+    ids = [a["image_id"] for a in json.loads((out / "panoptic.json").read_text())["annotations"]]
+    assert ids == ["2011_09_26_drive_0001_sync_0000000000", "2011_09_26_drive_0002_sync_0000000000"]

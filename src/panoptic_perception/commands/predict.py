@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import List
 
 from panoptic_perception.errors import ConfigError, InputError
 
@@ -14,7 +15,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="", help="model checkpoint (default: the shipped model)")
     parser.add_argument("--input", required=True, type=Path,
-                        help="KITTI raw drive folder (DATE_drive_XXXX_sync, real or synthetic) or a folder of images")
+                        help="a KITTI raw drive (DATE_drive_XXXX_sync, real or synthetic), a folder holding drives "
+                             "(as `synth --out` writes them), or a folder of images")
     parser.add_argument("--out", required=True, type=Path, help="output folder: panoptic.json + panoptic/*.png")
     parser.add_argument("--camera", default="02", help="KITTI camera of a drive (default: 02)")
     parser.add_argument("--backend", choices=["auto", "tensorrt", "torch", "onnxruntime"], default=None,
@@ -22,19 +24,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
 
 
-def _images(input_path: Path, camera: str):
-    """(image_id, path) pairs: KITTI frame names for a drive, file stems for a folder."""
+def _drive_folders(root: Path, camera: str) -> List[Path]:
+    """KITTI drive folders at root or up to two levels below it (what `synth --out` and a KITTI raw
+    download hold: DATE/DATE_drive_XXXX_sync), sorted."""
+    pattern = f"image_{camera}"
+    return sorted({p.parent for depth in ("", "*/", "*/*/") for p in root.glob(depth + pattern) if p.is_dir()})
 
+
+def _images(input_path: Path, camera: str):
+    """(image_id, path) pairs: KITTI frame names for one drive, DRIVE_FRAME for several, file stems for
+    a folder of images."""
     if not input_path.is_dir():
         raise InputError(f"--input {input_path} is not a folder")
-    if (input_path / f"image_{camera}").is_dir():
+    drives = _drive_folders(input_path, camera)
+    if drives:
         from panoptic_perception.data.kitti import read_drive
 
-        drive = read_drive(input_path, require_calibration=False)
-        return [(p.stem, p) for p in drive.images[camera]]
+        pairs = []
+        for drive_dir in drives:
+            drive = read_drive(drive_dir, require_calibration=False)
+            prefix = f"{drive_dir.name}_" if len(drives) > 1 else ""
+            pairs += [(prefix + p.stem, p) for p in drive.images[camera]]
+        return pairs
     paths = sorted(p for p in input_path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise InputError(f"--input {input_path} holds no KITTI camera {camera} folder and no images")
+        raise InputError(f"--input {input_path} holds no KITTI drive with camera {camera} (image_{camera}/) "
+                         f"and no images")
     return [(p.stem, p) for p in paths]
 
 
