@@ -9,7 +9,7 @@ reference venv:
 
 One KITTI-size synthetic frame (1242x375), seeded random detectron2 weights made realistic on it,
 imported with import-weights, then detectron2's DefaultPredictor vs our Pipeline.process with the
-torch and the onnxruntime backends. Cost: ~4 min on one CPU core, mostly the ONNX export of R-50 at
+torch and the onnxruntime backends. Cost: 2-7 min on one CPU core (by load), mostly the ONNX export of R-50 at
 1344x416 and one onnxruntime frame.
 """
 from __future__ import annotations

@@ -167,6 +167,22 @@ def test_slots_make_elongated_and_coarsest_level_rois_exact_with_the_default_bou
         torch.testing.assert_close(got[k:k + 1].double(), want, rtol=1e-4, atol=1e-5)
 
 
+def test_second_pass_makes_the_rois_needing_most_samples_exact():
+    """Among 32 ROIs the 2 needing the most samples (1/16) get up to 8 x 8: a 66 x 147 px box on P2
+    (3 x 6 samples, beyond the 16 slots of the first pass) pools exactly, as detectron2's."""
+    gen = torch.Generator().manual_seed(4)
+    strides = [4, 8, 16, 32]
+    features = [torch.randn(1, 2, 256 // s, 512 // s, generator=gen) for s in strides]
+    small = torch.tensor([[10.0, 10.0, 40.0, 30.0]]).repeat(30, 1) + torch.rand(30, 1, generator=gen) * 50
+    boxes = torch.cat([torch.tensor([[0.0, 64.8, 66.2, 212.0], [100.0, 20.0, 300.0, 60.0]]), small])
+    index = torch.zeros(32, dtype=torch.int64)
+    assert assign_boxes_to_levels(boxes[:2], 2, 5).tolist() == [0, 0]
+    got = multilevel_roi_align(features, strides, boxes, index, (7, 7), sampling_ratio=0)
+    for k in (0, 1, 2):
+        want = roi_align_reference(features[0], boxes[k:k + 1], index[k:k + 1], 7, 7, 0.25, 0, True)
+        torch.testing.assert_close(got[k:k + 1].double(), want, rtol=1e-4, atol=1e-5)
+
+
 def test_multilevel_rejects_bad_strides():
     feats = [torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 2, 2)]
     with pytest.raises(InputError, match="strides"):

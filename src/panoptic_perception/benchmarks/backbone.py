@@ -1,8 +1,8 @@
 """`bench backbone`: parameters, FLOPs and latency of each backbone + FPN at the vehicle's input sizes.
 
 FLOPs come from torch.utils.flop_counter (convolutions and matmuls, 2 FLOPs per multiply-add;
-element-wise ops are not counted). Sizes are rounded up to a multiple of 64, the static input
-granularity that FPN P6 needs.
+element-wise ops are not counted). Sizes are rounded up to a multiple of 64, the granularity
+bench/RESULTS.md was recorded at (the model itself needs multiples of 32).
 """
 from __future__ import annotations
 

@@ -107,7 +107,9 @@ class FusionConfig:
     # detectron2's postprocessing: the graph stops at detections, the mask head's M x M
     # probabilities and the semantic logits; the Pipeline pastes masks at the image's own size,
     # resizes the semantic logits bilinearly to it and fuses there, counting stuff_area_px in image
-    # pixels (no reference area).
+    # pixels (no reference area). CPU, one thread: the imported R-50 on KITTI 1.08 s image vs 1.29 s
+    # network (the image is smaller than its canvas); the light model 414 ms vs 79 ms, so it stays on
+    # "network".
     resolution: Literal["network", "image"] = "network"
 
     def __post_init__(self) -> None:

@@ -36,6 +36,10 @@ import torch.nn.functional as F
 from panoptic_perception.errors import InputError
 
 DEFAULT_MAX_ADAPTIVE_SAMPLES = 4
+# multilevel_roi_align's second pass (adaptive sampling): 1/16 of the ROIs, those needing the most
+# samples, again with up to 8 x 8 samples per bin.
+WIDE_ROI_FRACTION = 16
+WIDE_SAMPLES = 8
 
 OutputSize = Union[int, Tuple[int, int]]
 
@@ -63,6 +67,16 @@ def _build_canvas(features: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, List[
         rows += batch * height
     canvas = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
     return canvas[None], offsets
+
+
+def _scaled(boxes: torch.Tensor, scale: torch.Tensor, aligned: bool) -> torch.Tensor:
+    """ROI corners [K, 4] in feature pixels, shifted by -0.5 when aligned (the kernel's arithmetic)."""
+    return boxes * scale[:, None] - (0.5 if aligned else 0.0)
+
+
+def _extent(start: torch.Tensor, end: torch.Tensor, aligned: bool) -> torch.Tensor:
+    """ROI extent [K] on one axis in feature pixels; aligned=False forces at least 1 (Detectron v1)."""
+    return end - start if aligned else (end - start).clamp(min=1.0)
 
 
 def _adaptive_counts(extent: torch.Tensor, bins: int, sampling_ratio: int) -> torch.Tensor:
@@ -108,14 +122,10 @@ def _sample_canvas(
     dtype = canvas.dtype if canvas.dtype in (torch.float32, torch.float64) else torch.float32
     boxes = boxes.to(dtype)
     scale = scale.to(dtype)
-    offset = 0.5 if aligned else 0.0
-    x1 = boxes[:, 0] * scale - offset
-    y1 = boxes[:, 1] * scale - offset
-    x2 = boxes[:, 2] * scale - offset
-    y2 = boxes[:, 3] * scale - offset
-    extent_y, extent_x = y2 - y1, x2 - x1
-    if not aligned:
-        extent_y, extent_x = extent_y.clamp(min=1.0), extent_x.clamp(min=1.0)
+    corners = _scaled(boxes, scale, aligned)
+    x1, y1 = corners[:, 0], corners[:, 1]
+    extent_y = _extent(y1, corners[:, 3], aligned)
+    extent_x = _extent(x1, corners[:, 2], aligned)
     grid_h = _adaptive_counts(extent_y, out_h, sampling_ratio)
     grid_w = _adaptive_counts(extent_x, out_w, sampling_ratio)
     if sampling_ratio > 0:
@@ -253,7 +263,25 @@ def multilevel_roi_align(
     # (a box clipped to the canvas spans at most the whole map): static, from the map's shape.
     top_h, top_w = int(features[-1].shape[-2]), int(features[-1].shape[-1])
     slots = max(max_adaptive_samples * max_adaptive_samples, math.ceil(top_h / out_h) * math.ceil(top_w / out_w))
-    return _sample_canvas(
+    pooled = _sample_canvas(
         canvas, boxes, per_box[:, 0], per_box[:, 1], per_box[:, 2], row_offset,
         (out_h, out_w), sampling_ratio, aligned, max_adaptive_samples, slots,
     )
+    num_wide = min(boxes.shape[0], boxes.shape[0] // WIDE_ROI_FRACTION)
+    if sampling_ratio > 0 or num_wide == 0 or WIDE_SAMPLES * WIDE_SAMPLES <= slots:
+        return pooled
+    # Second pass for the ROIs needing the most samples (elongated boxes on the finer levels, e.g.
+    # 3 x 6 for a 66 x 147 px box on P2): the top 1/WIDE_ROI_FRACTION of them again with
+    # WIDE_SAMPLES^2 slots, written over the first pass (exact for both where both fit). A static
+    # k, so a quarter more sampling for the box head instead of 4x for all ROIs.
+    scale = per_box[:, 0]
+    corners = _scaled(boxes, scale, aligned)
+    need_y = _adaptive_counts(_extent(corners[:, 1], corners[:, 3], aligned), out_h, 0)
+    need_x = _adaptive_counts(_extent(corners[:, 0], corners[:, 2], aligned), out_w, 0)
+    wide = torch.topk(need_y * need_x, num_wide).indices
+    again = _sample_canvas(
+        canvas, boxes[wide], scale[wide], per_box[wide, 1], per_box[wide, 2], row_offset[wide],
+        (out_h, out_w), 0, aligned, WIDE_SAMPLES, WIDE_SAMPLES * WIDE_SAMPLES,
+    )
+    index = wide[:, None, None, None].expand_as(again)
+    return pooled.scatter(0, index, again)
