@@ -96,8 +96,9 @@ def test_rgb8_from_a_list_payload_and_copy_flag():
 
 
 @pytest.mark.parametrize("mutate, needle", [
-    (lambda m: setattr(m, "encoding", "yuv422"), "unsupported encoding 'yuv422'"),
-    (lambda m: setattr(m, "encoding", "16UC1"), "unsupported encoding '16UC1'"),
+    (lambda m: setattr(m, "encoding", "hsv8"), "unsupported encoding 'hsv8'"),
+    (lambda m: setattr(m, "encoding", "rgb16"), "'rgb16' 5x6 needs step >= 30"),
+    (lambda m: setattr(m, "encoding", "16UC1"), "cv_bridge cannot turn '16UC1' into rgb8"),
     (lambda m: (setattr(m, "height", 0), setattr(m, "data", b"")), "empty image"),
     (lambda m: setattr(m, "data", m.data[:-1]), "expected step"),
     (lambda m: setattr(m, "step", 4), "smaller than width"),
@@ -108,6 +109,34 @@ def test_bad_images_raise_input_error_naming_the_problem(mutate, needle):
     with pytest.raises(InputError, match=needle) as exc:
         conv.image_to_rgb(msg)
     assert "camera_color_left" in str(exc.value)  # names which frame was bad
+
+
+def _raw_msg(array: np.ndarray, encoding: str) -> Image:
+    array = np.ascontiguousarray(array)
+    return _roundtrip(Image(header=_header(), height=array.shape[0], width=array.shape[1], encoding=encoding,
+                            is_bigendian=0, step=array.strides[0], data=array.tobytes()))
+
+
+def test_bayer_rggb8_is_demosaiced_to_its_colour():
+    # An RGGB mosaic of one colour: R at (even, even), G at (even, odd) and (odd, even), B at (odd, odd).
+    mosaic = np.empty((12, 16), np.uint8)
+    mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = 200, 100, 100, 50
+    rgb = conv.image_to_rgb(_raw_msg(mosaic, "bayer_rggb8"))
+    assert rgb.shape == (12, 16, 3) and rgb.dtype == np.uint8
+    np.testing.assert_allclose(rgb[2:-2, 2:-2].reshape(-1, 3), np.tile([200, 100, 50], (8 * 12, 1)), atol=2)
+
+
+def test_yuv422_and_16_bit_images_become_rgb8():
+    # UYVY with U = V = 128 (no colour) and Y = 90: grey 1.164 (90 - 16) = 86 (BT.601 video range).
+    uyvy = np.full((4, 6, 2), 128, np.uint8)
+    uyvy[..., 1] = 90
+    np.testing.assert_allclose(conv.image_to_rgb(_raw_msg(uyvy, "yuv422")), round(1.164 * (90 - 16)), atol=1)
+    rgb16 = np.zeros((5, 7, 3), np.uint16)
+    rgb16[..., 0], rgb16[..., 1], rgb16[..., 2] = 255 * 256, 128 * 256, 10 * 256
+    # 16 -> 8 bits scales by 255 / 65535 (cv_bridge), within one grey level of the top byte
+    np.testing.assert_allclose(conv.image_to_rgb(_raw_msg(rgb16, "rgb16"))[3, 4], [255, 128, 10], atol=1)
+    mono16 = np.full((5, 7), 77 * 256, np.uint16)
+    np.testing.assert_allclose(conv.image_to_rgb(_raw_msg(mono16, "mono16")), 77, atol=1)
 
 
 @pytest.mark.parametrize("ext, fmt", [(".png", "rgb8; png compressed bgr8"), (".jpg", "jpeg")])
