@@ -3,6 +3,9 @@ SHELL := /bin/bash
 ROOT := $(abspath .)
 VENV := $(ROOT)/.venv
 BUILD := $(ROOT)/.build
+# The catkin workspace lives outside this tree: its src/ links back to the repo, and a link to a
+# folder that contains the link makes rosrun's search loop and find the node several times.
+WS ?= $(HOME)/.cache/panoptic_perception/catkin_ws-$(shell printf '%s' '$(ROOT)' | md5sum | cut -c1-8)
 ENV := . $(BUILD)/setup.sh
 PYTEST_ARGS ?=
 GPU ?= 0
@@ -42,15 +45,15 @@ $(VENV)/.deps.stamp: requirements.txt $(VENV)/bin/python
 
 # This repo is the package: the workspace's src/ holds a link back to it.
 # Built with the venv's python so the node relay scripts catkin writes run where torch is.
-$(BUILD)/devel/setup.sh: $(BUILD)/.apt.stamp $(VENV)/bin/python CMakeLists.txt package.xml setup.py $(wildcard msg/*.msg) $(wildcard nodes/*)
-	@mkdir -p $(BUILD)/src
-	@ln -sfn $(ROOT) $(BUILD)/src/panoptic_perception
-	cd $(BUILD) && catkin_make -DPYTHON_EXECUTABLE=$(VENV)/bin/python3 -DCATKIN_ENABLE_TESTING=OFF > $(BUILD)/catkin_make.log 2>&1 \
-		|| { tail -40 $(BUILD)/catkin_make.log; exit 1; }
+$(WS)/devel/setup.sh: $(BUILD)/.apt.stamp $(VENV)/bin/python CMakeLists.txt package.xml setup.py $(wildcard msg/*.msg) $(wildcard nodes/*)
+	@mkdir -p $(WS)/src
+	@ln -sfn $(ROOT) $(WS)/src/panoptic_perception
+	cd $(WS) && catkin_make -DPYTHON_EXECUTABLE=$(VENV)/bin/python3 -DCATKIN_ENABLE_TESTING=OFF > $(WS)/catkin_make.log 2>&1 \
+		|| { tail -40 $(WS)/catkin_make.log; exit 1; }
 	@touch $@
 
-$(BUILD)/setup.sh: $(BUILD)/devel/setup.sh $(VENV)/.deps.stamp tools/write_env.sh
-	tools/write_env.sh
+$(BUILD)/setup.sh: $(WS)/devel/setup.sh $(VENV)/.deps.stamp tools/write_env.sh
+	tools/write_env.sh $(WS)
 	@echo "setup: done. In a new shell: . $(BUILD)/setup.sh"
 
 test: setup
@@ -63,4 +66,4 @@ lint: setup
 	$(ENV) && ruff check src test $$(find nodes -type f 2>/dev/null)
 
 clean:
-	rm -rf $(BUILD) $(VENV)
+	rm -rf $(BUILD) $(VENV) $(WS)
