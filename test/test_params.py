@@ -124,21 +124,22 @@ def test_markdown_table_lists_every_leaf_parameter_with_its_default():
 
 def test_runtime_and_grid_configs_follow_the_parameters(tmp_path):
     from panoptic_perception.geometry.grid import load_grid_config
+    from panoptic_perception.ros.node import pipeline_config_from_params
     from panoptic_perception.runtime.config import RuntimeConfig
 
     params = load_node_params({"backend": "torch", "device": "cpu", "precision": "fp32", "num_threads": 2,
                                "engine_path": "/tmp/e.ep"})
-    runtime = params.runtime_config_with_overrides()
+    runtime = params.runtime_config_with_overrides(RuntimeConfig())
     assert isinstance(runtime, RuntimeConfig)
     assert (runtime.backend, runtime.device, runtime.precision) == ("torch", "cpu", "fp32")
     assert runtime.num_threads == 2
     assert runtime.engine_path == "/tmp/e.ep"
-    default = load_node_params({}).runtime_config_with_overrides()
+    default = pipeline_config_from_params(load_node_params({})).runtime
     assert default.engine_path is None and default.num_threads == 0
     custom = tmp_path / "runtime.yaml"
     custom.write_text("backend: onnxruntime\nprecision: fp32\n")
     params = load_node_params({"runtime_config": str(custom), "device": "cpu"})
-    from_file = params.runtime_config_with_overrides()
+    from_file = pipeline_config_from_params(params).runtime
     assert (from_file.backend, from_file.precision, from_file.device) == ("onnxruntime", "fp32", "cpu")
 
     shipped = load_grid_config()
@@ -171,3 +172,39 @@ def test_readme_parameter_table_is_the_generated_one():
 
     readme = (SHARE_ROOT / "README.md").read_text()
     assert params_markdown_table().strip() in readme, "regenerate the README table with params_markdown_table()"
+
+
+def test_a_value_changed_in_pipeline_yaml_reaches_the_node(tmp_path):
+    """The node reads its settings through the same loader as every other entry point."""
+    import yaml
+
+    from panoptic_perception.pipeline import load_pipeline_config
+    from panoptic_perception.ros.node import pipeline_config_from_params
+
+    runtime = tmp_path / "runtime.yaml"
+    runtime.write_text(yaml.safe_dump({"backend": "onnxruntime", "num_threads": 1, "warmup_frames": 0}))
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(yaml.safe_dump({"runtime_config": str(runtime), "project_grid": False,
+                                        "fusion_overrides": {"instance_score_threshold": 0.8}}))
+    node = pipeline_config_from_params(load_node_params({"pipeline_config": str(pipeline)}))
+    cli = load_pipeline_config(pipeline)
+    assert node == cli  # no parameters set: exactly what predict / eval / bench get
+    assert (node.runtime.backend, node.runtime.num_threads, node.project_grid) == ("onnxruntime", 1, False)
+    assert node.fusion_overrides == {"instance_score_threshold": 0.8}
+    # ROS parameters override the file, field by field
+    node = pipeline_config_from_params(load_node_params({"pipeline_config": str(pipeline), "backend": "torch",
+                                                         "fusion": {"mode": "jsis"}}))
+    assert (node.runtime.backend, node.runtime.num_threads) == ("torch", 1)
+    assert node.fusion_overrides == {"instance_score_threshold": 0.8, "mode": "jsis"}
+    # the shipped file names the runtime file instead of repeating it
+    assert load_pipeline_config().runtime == load_pipeline_config(runtime_config="config/runtime.yaml").runtime
+
+
+def test_pipeline_yaml_with_an_inline_runtime_block_is_refused(tmp_path):
+    from panoptic_perception.errors import ConfigError
+    from panoptic_perception.pipeline import load_pipeline_config
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("runtime: {backend: torch}\n")
+    with pytest.raises(ConfigError, match="runtime_config"):
+        load_pipeline_config(path)

@@ -14,14 +14,14 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from PIL import Image
 
-from panoptic_perception.config import load_dataclass
+from panoptic_perception.config import load_dataclass, load_yaml
 from panoptic_perception.errors import ConfigError, InputError, PerceptionError
 from panoptic_perception.geometry.camera import Camera
 from panoptic_perception.labels import LabelSpace, load_label_space
 from panoptic_perception.lru import LruCache
-from panoptic_perception.model.config import FusionConfig, ModelConfig
+from panoptic_perception.model.config import ModelConfig
 from panoptic_perception.paths import CONFIG_DIR, SHARE_ROOT
-from panoptic_perception.runtime.config import RuntimeConfig
+from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_config
 
 DEFAULT_PIPELINE_CONFIG = CONFIG_DIR / "pipeline.yaml"
 INDEX_CACHE_SIZES = 4  # image sizes whose upsampling index tables are kept (one camera needs one)
@@ -30,18 +30,28 @@ INDEX_CACHE_SIZES = 4  # image sizes whose upsampling index tables are kept (one
 @dataclass
 class PipelineConfig:
     model_path: str = "models/panoptic_light.pt"  # relative paths resolve against the package root
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    runtime_config: str = "config/runtime.yaml"  # the runtime YAML `runtime` is loaded from
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)  # filled from runtime_config; not in YAML
     grid_config_path: str = "config/grid.yaml"
     project_grid: bool = True
-    # Overrides of what the checkpoint's model config says (None = keep the checkpoint's).
-    fusion: Optional[FusionConfig] = None
-    fusion_overrides: Dict[str, Any] = field(default_factory=dict)  # single FusionConfig fields, e.g. ROS params
+    # Overrides of what the checkpoint's model config says: single FusionConfig fields (empty = keep the
+    # checkpoint's), applied before the graph is built because the fusion is part of it.
+    fusion_overrides: Dict[str, Any] = field(default_factory=dict)
     input_width: Optional[int] = None
     input_height: Optional[int] = None
 
 
-def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
-    return load_dataclass(PipelineConfig, DEFAULT_PIPELINE_CONFIG if path is None else path)
+def load_pipeline_config(path: str | Path | None = None, runtime_config: str | Path | None = None
+                         ) -> PipelineConfig:
+    """The one way every entry point gets its settings: config/pipeline.yaml (or `path`), with its
+    `runtime` loaded from the runtime YAML it names (or `runtime_config`). Entry points then apply
+    their own overrides (ROS parameters, CLI flags) to the result."""
+    path = DEFAULT_PIPELINE_CONFIG if path is None else Path(path)
+    if "runtime" in (load_yaml(path) or {}):
+        raise ConfigError(f"{path}: name the runtime YAML with runtime_config instead of a runtime: block")
+    config = load_dataclass(PipelineConfig, path)
+    runtime_path = resolve_path(runtime_config or config.runtime_config)
+    return dataclasses.replace(config, runtime_config=str(runtime_path), runtime=load_runtime_config(runtime_path))
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -148,12 +158,9 @@ class Pipeline:
 
     def _apply_overrides(self, model_config: ModelConfig) -> ModelConfig:
         changes = {}
-        if self.config.fusion is not None:
-            changes["fusion"] = self.config.fusion
         if self.config.fusion_overrides:
-            base = changes.get("fusion", model_config.fusion)
             try:
-                changes["fusion"] = dataclasses.replace(base, **self.config.fusion_overrides)
+                changes["fusion"] = dataclasses.replace(model_config.fusion, **self.config.fusion_overrides)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"fusion overrides {self.config.fusion_overrides}: {exc}") from exc
         if self.config.input_width is not None:

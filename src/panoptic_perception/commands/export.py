@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 from panoptic_perception.errors import ConfigError
-from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.size_args import size_arg, with_input_size
 
 HELP = "pre-build the TensorRT engine or ONNX file of a checkpoint into the engine cache"
@@ -26,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
                         help="static input size (multiples of 32); default: the checkpoint's model config")
     parser.add_argument("--runtime-config", type=Path, default=None,
-                        help="runtime YAML (default: config/runtime.yaml): workspace, cache dir, opset ...")
+                        help="runtime YAML (default: the one config/pipeline.yaml names): workspace, cache dir ...")
     parser.add_argument("--force", action="store_true", help="rebuild even when the cached artifact is valid")
     parser.add_argument("--check-ops", action="store_true",
                         help="build nothing: check that every op of the graph has a torch-tensorrt converter "
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from panoptic_perception.model.checkpoint import load_checkpoint
-    from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_config
+    from panoptic_perception.pipeline import load_pipeline_config
     from panoptic_perception.runtime.engine_cache import state_dict_digest
     from panoptic_perception.runtime.model_loader import build_eval_model
     from panoptic_perception.runtime.select import create_backend_for_module
@@ -49,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
     suffix = ".onnx" if backend == "onnxruntime" else ".ep"
     if args.out is not None and args.out.suffix != suffix:
         raise ConfigError(f"--out for --backend {args.backend} must end with {suffix}, got {args.out}")
-    runtime_path = args.runtime_config or (CONFIG_DIR / "runtime.yaml")
-    runtime = load_runtime_config(runtime_path) if runtime_path.is_file() else RuntimeConfig()
+    runtime = load_pipeline_config(runtime_config=args.runtime_config).runtime
     if backend == "tensorrt" and not torch.cuda.is_available():
         raise ConfigError("export --backend tensorrt needs a CUDA GPU (TensorRT engines are built for the "
                           "GPU that runs them); none is available here. --backend onnx works on any machine")

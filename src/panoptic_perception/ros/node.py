@@ -25,19 +25,23 @@ MASTER_RESTARTED_EXIT_CODE = 3  # the master was replaced: respawn me (launch fi
 
 
 def pipeline_config_from_params(params: NodeParams):
-    """NodeParams -> PipelineConfig (model, runtime, grid, fusion and input-size overrides)."""
-    from panoptic_perception.pipeline import PipelineConfig
+    """The PipelineConfig the node runs: ~pipeline_config (config/pipeline.yaml) loaded as every entry
+    point loads it, then the node's parameters applied (model, runtime, grid file, fusion, input size)."""
+    import dataclasses
 
-    defaults = PipelineConfig()
-    config = PipelineConfig(
-        model_path=params.model_file or defaults.model_path,
-        runtime=params.runtime_config_with_overrides(),
-        grid_config_path=params.grid_config or defaults.grid_config_path,
-        input_width=params.input_width or None,
-        input_height=params.input_height or None,
-        fusion_overrides=params.fusion.overrides(),  # fusion is in the compiled graph: applied before building
+    from panoptic_perception.pipeline import load_pipeline_config
+
+    base = load_pipeline_config(params.pipeline_config or None, params.runtime_config or None)
+    return dataclasses.replace(
+        base,
+        model_path=params.model_file or base.model_path,
+        runtime=params.runtime_config_with_overrides(base.runtime),
+        grid_config_path=params.grid_config or base.grid_config_path,
+        input_width=params.input_width or base.input_width,
+        input_height=params.input_height or base.input_height,
+        # fusion is in the compiled graph: applied before building
+        fusion_overrides={**base.fusion_overrides, **params.fusion.overrides()},
     )
-    return config
 
 
 class PanopticNode:

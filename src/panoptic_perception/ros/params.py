@@ -23,7 +23,6 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple
 from panoptic_perception.config import from_dict
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.geometry.camera import KITTI_CAMERA_HEIGHT_M, Extrinsics
-from panoptic_perception.paths import CONFIG_DIR
 
 # Keys the node itself writes under its private namespace (class metadata for consumers); they
 # are outputs, not settings, so a respawned node must not reject them.
@@ -129,8 +128,10 @@ class NodeParams:
 
     model_file: str = _p("", "model checkpoint (.pt; its model config is stored inside, compiled engines are "
                              "cached beside it); empty = the shipped default model")
-    runtime_config: str = _p("", "runtime YAML (backend, device, precision, engines); empty = "
-                                 "config/runtime.yaml")
+    pipeline_config: str = _p("", "pipeline YAML (model, runtime file, grid file, fusion overrides), read as "
+                                  "every entry point reads it; empty = config/pipeline.yaml")
+    runtime_config: str = _p("", "runtime YAML (backend, device, precision, engines); empty = the one "
+                                 "pipeline_config names (config/runtime.yaml)")
     backend: Optional[Literal["auto", "tensorrt", "torch", "onnxruntime"]] = _p(
         None, "inference backend; auto = TensorRT > torch CUDA > best CPU backend; null = runtime_config's")
     device: Optional[Literal["auto", "cpu", "cuda"]] = _p(None, "device; null = runtime_config's")
@@ -202,14 +203,9 @@ class NodeParams:
             both = sorted(set(self.obstacle_classes) & set(self.free_classes))
             _require(not both, f"obstacle_classes has classes also in free_classes: {', '.join(both)}")
 
-    def runtime_config_with_overrides(self) -> Any:
-        """runtime.config.RuntimeConfig: ~runtime_config (or config/runtime.yaml) with the set
-        runtime parameters applied."""
-        from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_config
-
-        path = self.runtime_config or CONFIG_DIR / "runtime.yaml"
-        base = load_runtime_config(path) if self.runtime_config or (CONFIG_DIR / "runtime.yaml").is_file() \
-            else RuntimeConfig()
+    def runtime_config_with_overrides(self, base: Any) -> Any:
+        """runtime.config.RuntimeConfig: `base` (the pipeline config's runtime, from ~runtime_config or
+        the file pipeline.yaml names) with the set runtime parameters applied."""
         names = ("backend", "device", "precision", "engine_cache_dir", "engine_path", "num_threads")
         overrides = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         try:
