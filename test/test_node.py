@@ -184,10 +184,14 @@ def test_ten_times_the_bag_rate_drops_frames_but_latency_stays_bounded(ros_maste
     assert int(values["frames_dropped"]) > 0
     # Latency is wall clock from arrival to published. With a one-frame slot a frame waits at most for
     # the one in flight, so it stays within a few processing times; a queue would grow without bound
-    # over the loops instead.
-    latency_ms = float(values["latency_ms_p99"])
-    processing_ms = float(values["total_ms_p99"]) + float(values["publish_ms_p99"])
-    assert 0 < latency_ms < 3 * processing_ms + 500, values
+    # over the loops instead. Every loop of the bag is a clock jump that empties the latency window,
+    # so a diagnostics message may hold none: every message that has one is checked.
+    with_latency = [v for v in map(_diagnostic_values, collector.messages["diagnostics"]) if "latency_ms_p99" in v]
+    assert with_latency, "no diagnostics message carried a latency"
+    for values in with_latency:
+        latency_ms = float(values["latency_ms_p99"])
+        processing_ms = float(values["total_ms_p99"]) + float(values["publish_ms_p99"])
+        assert 0 < latency_ms < 3 * processing_ms + 500, values
 
 
 def test_bad_frames_are_logged_and_skipped(ros_master, rospy_node, drive_bag, tiny_model, tmp_path):
