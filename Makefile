@@ -10,11 +10,12 @@ ENV := . $(BUILD)/setup.sh
 PYTEST_ARGS ?=
 GPU ?= 0
 
-.PHONY: setup setup-gpu demo test lint clean help
+.PHONY: setup setup-gpu demo test test-fast lint clean help
 
 help:
 	@echo "make demo   - set up, then run the node on the shipped model and synthetic drive"
 	@echo "make test   - set up, then run every test (unit and ROS integration)"
+	@echo "make test-fast - the tests that need no ROS master and are not marked slow"
 	@echo "make setup  - install what is missing (Debian ROS packages, .venv, catkin build)"
 	@echo "make setup GPU=1 (or make setup-gpu) - the same, plus CUDA torch, torch-tensorrt, onnxruntime-gpu"
 	@echo "make lint   - ruff"
@@ -58,6 +59,10 @@ $(BUILD)/setup.sh: $(WS)/devel/setup.sh $(VENV)/.deps.stamp tools/write_env.sh
 
 test: setup
 	$(ENV) && python -m pytest $(PYTEST_ARGS)
+
+# The quick loop while developing: no ROS master, nothing marked slow. `make test` runs everything.
+test-fast: setup
+	$(ENV) && python -m pytest -q -m "not ros and not slow" $(PYTEST_ARGS)
 
 demo: setup
 	$(ENV) && python -m panoptic_perception demo

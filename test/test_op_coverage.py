@@ -82,6 +82,7 @@ def test_real_model_uses_only_converted_ops():
     assert not problems, "the model would not compile to one TensorRT engine; " + coverage_report(problems)
 
 
+@pytest.mark.slow
 def test_export_check_ops_command_passes_the_model_and_names_a_bad_op(tiny_model, tmp_path):
     import subprocess
     import sys

@@ -26,6 +26,7 @@ def _camera(width: int, height: int) -> Camera:
 # -- 1: memory bounded whatever the image sizes --------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sixty_image_sizes_keep_the_per_size_caches_bounded(pipeline):
     from panoptic_perception.pipeline import INDEX_CACHE_SIZES
 
