@@ -92,7 +92,7 @@ def test_onnxruntime_backend_matches_eager_and_reuses_cache(tmp_path):
     assert "from cache" in second.reason
     _assert_same_outputs(second.infer(frame), ref, atol=1e-4)
     # a prebuilt file runs as is through onnx_path
-    prebuilt = _backend(tmp_path / "other", backend="onnxruntime", onnx_path=str(first.onnx_path))
+    prebuilt = _backend(tmp_path / "other", backend="onnxruntime", onnx_path=str(first.artifact))
     assert "prebuilt" in prebuilt.reason
     _assert_same_outputs(prebuilt.infer(frame), ref, atol=1e-4)
 
@@ -100,7 +100,7 @@ def test_onnxruntime_backend_matches_eager_and_reuses_cache(tmp_path):
 def test_engine_path_places_artifact_and_manifest(tmp_path):
     target = tmp_path / "deploy" / "standin.onnx"
     backend = _backend(tmp_path, backend="onnxruntime", engine_path=str(target))
-    assert backend.onnx_path == target and target.is_file() and (target.parent / "standin.json").is_file()
+    assert backend.artifact == target and target.is_file() and (target.parent / "standin.json").is_file()
     with pytest.raises(ConfigError, match="must end with .onnx"):
         _backend(tmp_path, backend="onnxruntime", engine_path=str(tmp_path / "x.ep"))
 

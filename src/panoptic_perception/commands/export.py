@@ -68,8 +68,7 @@ def run(args: argparse.Namespace) -> int:
     model = build_eval_model(model_config, state_dict, str(args.model))
     result = create_backend_for_module(model, model_config, runtime, state_dict_digest(state_dict),
                                        checkpoint_path=args.model, force_rebuild=args.force)
-    artifact = getattr(result, "artifact", None) or getattr(result, "onnx_path", None)
-    print(f"export: {backend} artifact {artifact}")
+    print(f"export: {backend} artifact {result.artifact}")
     print(f"export: {result.describe()}")
     return 0
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import abc
 import logging
+from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -62,8 +63,9 @@ class Backend(abc.ABC):
     """
 
     name: str = "abstract"
-    # Backends that run a cached artifact (ONNX model, TensorRT engine): True when this construction
-    # built it, False when it came from the cache; None for backends without one (torch eager).
+    # Backends that run a file (ONNX model, TensorRT program): where it is, and True when this
+    # construction built it, False when it came from the cache; None for torch eager, which has none.
+    artifact: Optional[Path] = None
     artifact_built: Optional[bool] = None
 
     def __init__(self, device: torch.device, input_shape: InputShape, reason: str, precision: str = "fp32"):

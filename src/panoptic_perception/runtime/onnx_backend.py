@@ -60,7 +60,7 @@ class OnnxRuntimeBackend(Backend):
         on_gpu = any(p in providers for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
         super().__init__(torch.device("cuda" if on_gpu else "cpu"), input_shape, reason, "fp32")
         self.session = session
-        self.onnx_path = Path(onnx_path)
+        self.artifact = Path(onnx_path)
         self.providers = providers
         inputs = session.get_inputs()
         names = [i.name for i in inputs]
@@ -87,4 +87,4 @@ class OnnxRuntimeBackend(Backend):
         return float_outputs_to_fp32(out)
 
     def describe(self) -> str:
-        return super().describe() + f" [{self.onnx_path.name}, {', '.join(self.providers)}]"
+        return super().describe() + f" [{self.artifact.name}, {', '.join(self.providers)}]"
