@@ -33,12 +33,11 @@ from panoptic_perception.model.checkpoint import _READ_ERRORS, atomic_torch_save
 from panoptic_perception.model.config import BACKBONE_NAMES, BackboneConfig, ModelConfig
 from panoptic_perception.model.layers import BN_EPS
 from panoptic_perception.model.safe_pickle import load_restricted
-from panoptic_perception.model.weights_file import download, is_url, sha256_of
+from panoptic_perception.model.weights_file import download, is_url, listing, named_numeric_arrays, sha256_of
 
 BACKBONE_FORMAT = "panoptic_perception.backbone"
 BACKBONE_VERSION = 1
 BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
-_MAX_LISTED = 12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,11 +148,6 @@ _DROPPED = {"mobilenetv2": ("classifier.", "features.18."), "resnet18": ("fc.",)
 # ------------------------------------------------------------------------------- reading
 
 
-def _listing(items: List[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    return shown + (f" ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
-
-
 def _read_arrays(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any], str]:
     """(name -> array, payload when it is ours, kind) of a .pth / .pkl / our backbone file."""
     if not path.is_file():
@@ -178,19 +172,9 @@ def _read_arrays(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any], str
         if isinstance(payload.get(wrapper), Mapping):
             payload = payload[wrapper]
             break
-    arrays: Dict[str, np.ndarray] = {}
-    bad: List[str] = []
-    for name, value in payload.items():
-        if name == "__author__" or (isinstance(name, str) and name.endswith("_momentum")):
-            continue  # Caffe2's optimiser state and authorship: not weights
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        if not isinstance(name, str) or not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
-            bad.append(f"{name!r} ({type(value).__name__})")
-            continue
-        arrays[name] = value
-    if bad:
-        raise ModelFileError(f"{path}: entries that are not named numeric arrays: {_listing(bad)}")
+    # Caffe2's optimiser state and authorship are not weights
+    arrays = named_numeric_arrays(payload, path, lambda name: name == "__author__" or (
+        isinstance(name, str) and name.endswith("_momentum")))
     if not arrays:
         raise ModelFileError(f"{path} holds no weights")
     return arrays, {}, kind
@@ -236,7 +220,7 @@ def map_backbone_arrays(arrays: Mapping[str, np.ndarray], backbone: str, layout:
     unfilled = sorted(k for k in own if k not in mapped)
     mismatched = [f"{k} {tuple(mapped[k].shape)} vs {backbone} {tuple(own[k].shape)}"
                   for k in own if k in mapped and tuple(mapped[k].shape) != tuple(own[k].shape)]
-    problems = [f"{label} ({len(items)}): {_listing(sorted(items))}" for label, items in
+    problems = [f"{label} ({len(items)}): {listing(sorted(items))}" for label, items in
                 (("keys not consumed", leftovers), ("backbone tensors not filled", unfilled),
                  ("shape mismatches", mismatched)) if items]
     if problems:
@@ -313,7 +297,7 @@ def apply_backbone_weights(model: torch.nn.Module, weights: BackboneWeights) -> 
     mismatched = [k for k in weights.state_dict if k not in own or own[k].shape != weights.state_dict[k].shape]
     if missing or mismatched:
         raise ModelFileError(f"backbone weights do not fit the model's {weights.backbone}: missing "
-                             f"{_listing(missing)}; unexpected or mis-shaped {_listing(mismatched)}")
+                             f"{listing(missing)}; unexpected or mis-shaped {listing(mismatched)}")
     with torch.no_grad():
         for name, value in weights.state_dict.items():
             own[name].copy_(value)

@@ -34,14 +34,13 @@ from panoptic_perception.labels import load_label_space
 from panoptic_perception.model.checkpoint import save_checkpoint
 from panoptic_perception.model.config import ModelConfig
 from panoptic_perception.model.safe_pickle import load_restricted
-from panoptic_perception.model.weights_file import sha256_of
+from panoptic_perception.model.weights_file import listing, named_numeric_arrays, sha256_of
 
 SEM_SEG_PREDICTOR = "sem_seg_head.predictor"
 CELL_ANCHORS = "proposal_generator.anchor_generator.cell_anchors."
 _ANCHOR_TOLERANCE_PX = 1e-3
 PIXEL_STAT_KEYS = ("pixel_mean", "pixel_std")
 _METADATA_KEYS = ("__author__", "matching_heuristics")
-_MAX_LISTED = 12
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -63,19 +62,7 @@ def read_detectron2_checkpoint(path: str | Path) -> Tuple[Dict[str, np.ndarray],
     model = payload.get("model", payload)
     if not isinstance(model, Mapping) or not model:
         raise ModelFileError(f"{path}: 'model' is not a non-empty mapping of names to arrays")
-    arrays: Dict[str, np.ndarray] = {}
-    bad: List[str] = []
-    for name, value in model.items():
-        if name in _METADATA_KEYS and model is payload:
-            continue
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        if not isinstance(name, str) or not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
-            bad.append(f"{name!r} ({type(value).__name__})")
-            continue
-        arrays[name] = value
-    if bad:
-        raise ModelFileError(f"{path}: entries that are not named numeric arrays: {_listing(bad)}")
+    arrays = named_numeric_arrays(model, path, lambda name: name in _METADATA_KEYS and model is payload)
     author = payload.get("__author__")
     info = {"format": kind, "file": path.name, "author": author if isinstance(author, str) else None,
             "num_arrays": len(arrays)}
@@ -108,11 +95,6 @@ def _expected_sem_rows(config: ModelConfig) -> int:
     if config.semantic_head.mode == "stuff_plus_things":
         return len(labels.stuff_ids) + 1
     return labels.num_classes
-
-
-def _listing(items: List[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    return shown + (f" ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
 
 
 def _check_pixel_stats(arrays: Mapping[str, np.ndarray]) -> List[str]:
@@ -177,7 +159,7 @@ def detectron2_to_state_dict(arrays: Mapping[str, np.ndarray], config: ModelConf
     for label, items in (("checkpoint keys not consumed", unconsumed), ("model tensors not filled", unfilled),
                          ("shape mismatches", mismatched)):
         if items:
-            problems.append(f"{label} ({len(items)}): {_listing(items)}")
+            problems.append(f"{label} ({len(items)}): {listing(items)}")
     if problems:
         raise ModelFileError(f"detectron2 weights from {source} do not fit model config "
                              f"({config.backbone.name}, label space {config.label_space}): " + "; ".join(problems))

@@ -9,10 +9,40 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping
 
-from panoptic_perception.errors import ConfigError, InputError
+import numpy as np
+
+from panoptic_perception.errors import ConfigError, InputError, ModelFileError
 
 URL_SCHEMES = ("http", "https", "file")
+_MAX_LISTED = 12
+
+
+def listing(items: List[str]) -> str:
+    """At most a dozen names, then how many more: error messages stay readable."""
+    shown = ", ".join(items[:_MAX_LISTED])
+    return shown + (f" ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
+
+
+def named_numeric_arrays(entries: Mapping[Any, Any], source: Path, skip: Callable[[Any], bool]
+                         ) -> Dict[str, np.ndarray]:
+    """name -> numpy array of a weights mapping (tensors converted); entries `skip` accepts are left
+    out, anything else that is not a named numeric array fails with one error listing them all."""
+    arrays: Dict[str, np.ndarray] = {}
+    bad: List[str] = []
+    for name, value in entries.items():
+        if skip(name):
+            continue
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().cpu().numpy()
+        if not isinstance(name, str) or not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+            bad.append(f"{name!r} ({type(value).__name__})")
+            continue
+        arrays[name] = value
+    if bad:
+        raise ModelFileError(f"{source}: entries that are not named numeric arrays: {listing(bad)}")
+    return arrays
 
 
 def is_url(text: str) -> bool:
