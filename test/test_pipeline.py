@@ -95,3 +95,17 @@ def test_fusion_mode_override_adds_or_drops_the_conv_head_weights(tiny_model):
     with pytest.raises(ConfigError, match="no trained panoptic head"):
         Pipeline(PipelineConfig(model_path=str(tiny_model), project_grid=False,
                                 fusion_overrides={"mode": "conv_head"}))
+
+
+def test_grid_to_numpy_returns_a_new_result_and_keeps_the_tensors():
+    import torch
+
+    from panoptic_perception.geometry.grid import GridGeometry
+    from panoptic_perception.geometry.projection import GridResult
+
+    tensors = GridResult(torch.zeros(2, 3, dtype=torch.int8), torch.full((2, 3), 255, dtype=torch.uint8),
+                         torch.ones(2, 3), GridGeometry(0.2, 0.0, -0.3, 3, 2))
+    host = tensors.to_numpy()
+    assert host is not tensors and isinstance(tensors.occupancy, torch.Tensor)
+    assert isinstance(host.occupancy, np.ndarray) and host.class_grid.dtype == np.uint8
+    assert host.geometry == tensors.geometry and host.log_odds.sum() == 6

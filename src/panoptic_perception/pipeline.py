@@ -9,7 +9,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 from PIL import Image
@@ -22,6 +22,9 @@ from panoptic_perception.lru import LruCache
 from panoptic_perception.model.config import ModelConfig
 from panoptic_perception.paths import CONFIG_DIR, SHARE_ROOT
 from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_config
+
+if TYPE_CHECKING:  # the projection (and torch) load with the first projected frame, not at import
+    from panoptic_perception.geometry.projection import GridResult
 
 DEFAULT_PIPELINE_CONFIG = CONFIG_DIR / "pipeline.yaml"
 INDEX_CACHE_SIZES = 4  # image sizes whose upsampling index tables are kept (one camera needs one)
@@ -100,7 +103,7 @@ class FrameResult:
     segment_map: np.ndarray  # int32 [H, W] at image size, 0 = void
     category_map: np.ndarray  # uint8 [H, W] class ids, label_space.ignore_id where void
     segments: List[Segment]
-    grid: Optional[object] = None  # geometry.projection.GridResult with numpy grids
+    grid: Optional[GridResult] = None  # host numpy grids (GridResult.to_numpy())
     timings_ms: Dict[str, float] = field(default_factory=dict)
     grid_error: Optional[str] = None  # why no grid was made although a camera was given
 
@@ -378,9 +381,7 @@ class Pipeline:
                 # the panoptic result stands on its own: a grid problem must not lose it
                 grid_error = str(exc)
             else:
-                grid.occupancy = grid.occupancy.cpu().numpy()
-                grid.class_grid = grid.class_grid.cpu().numpy()
-                grid.log_odds = grid.log_odds.cpu().numpy()
+                grid = grid.to_numpy()
                 timings["projection_ms"] = (time.perf_counter() - t3) * 1e3
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
         return FrameResult(segment_map, category_map, segments, grid, timings, grid_error)

@@ -73,6 +73,14 @@ class GridResult:
     geometry: GridGeometry
     objects: List[GroundObject] = field(default_factory=list)
 
+    def to_numpy(self) -> GridResult:
+        """A new GridResult with the grids as host numpy arrays (this one keeps its tensors)."""
+        def host(grid: Any) -> np.ndarray:
+            return grid.detach().cpu().numpy() if hasattr(grid, "detach") else np.asarray(grid)
+
+        return replace(self, occupancy=host(self.occupancy), class_grid=host(self.class_grid),
+                                   log_odds=host(self.log_odds))
+
     @property
     def resolution_m(self) -> float:
         return self.geometry.resolution_m
