@@ -38,7 +38,8 @@ class PanopticFPN(nn.Module):
     "mask_probs" [D,H,W], "sem_logits" [1,C,H,W].
     """
 
-    def __init__(self, config: ModelConfig, label_space: Optional[LabelSpace] = None) -> None:
+    def __init__(self, config: ModelConfig, label_space: Optional[LabelSpace] = None,
+                 mask_min_score: float = 0.0) -> None:
         super().__init__()
         self.config = config
         self.label_space = label_space if label_space is not None else load_label_space(config.label_space)
@@ -48,7 +49,9 @@ class PanopticFPN(nn.Module):
         channels = self.backbone.out_channels
         self.rpn_levels: List[str] = list(self.backbone.levels)
         self.proposal_generator = RPN(config.rpn, channels, [strides[lv] for lv in self.rpn_levels])
-        self.roi_heads = ROIHeads(config.roi_heads, channels, strides, self.label_space.thing_ids)
+        # Detections below mask_min_score get no mask at inference (the panoptic model: below the
+        # fusion's instance threshold no rule reads one). 0 keeps every valid detection's mask.
+        self.roi_heads = ROIHeads(config.roi_heads, channels, strides, self.label_space.thing_ids, mask_min_score)
         self.sem_seg_head = build_semantic_head(config, channels, strides, self.label_space)
         self.size_divisibility = self.backbone.size_divisibility
         lut = thing_index_lut(self.label_space.thing_ids, self.label_space.num_classes)
@@ -147,14 +150,24 @@ class PanopticModel(PanopticFPN):
     """
 
     def __init__(self, config: ModelConfig, label_space: Optional[LabelSpace] = None) -> None:
-        super().__init__(config, label_space)
+        super().__init__(config, label_space, mask_min_score=config.fusion.instance_score_threshold)
         self.fusion = PanopticFusion(config.fusion, self.label_space, config.semantic_head.mode,
                                      config.input_height, config.input_width, config.roi_heads.max_detections)
-        self.roi_heads.mask_min_score = config.fusion.instance_score_threshold
         # fusion.resolution "image": the graph ends at the network's outputs (M x M masks); the
         # Pipeline fuses at the image's size (fuse_at_image_size).
         self.fuse_in_graph = config.fusion.resolution == "network"
         self.roi_heads.paste_masks = self.fuse_in_graph
+
+    @torch.no_grad()
+    def network_outputs(self, image: torch.Tensor, mask_min_score: float) -> Dict[str, torch.Tensor]:
+        """The network's raw inference outputs for one image, before the fusion (what training the
+        fusion's conv head consumes), with masks for every detection scoring >= mask_min_score."""
+        kept = self.roi_heads.mask_min_score
+        self.roi_heads.mask_min_score = float(mask_min_score)
+        try:
+            return PanopticFPN.forward(self, image)
+        finally:
+            self.roi_heads.mask_min_score = kept
 
     def forward(self, images: torch.Tensor, targets: Optional[Sequence[Target]] = None,
                 image_size: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:

@@ -109,7 +109,7 @@ class ROIHeads(nn.Module):
     """Box and mask branches on FPN levels p2..p5; losses in training, static detections in eval."""
 
     def __init__(self, cfg: ROIHeadsConfig, in_channels: int, strides_px: Mapping[str, int],
-                 thing_ids: Sequence[int]) -> None:
+                 thing_ids: Sequence[int], mask_min_score: float = 0.0) -> None:
         super().__init__()
         if not thing_ids:
             raise ConfigError("the label space has no thing classes: the instance branch needs at least one")
@@ -129,7 +129,7 @@ class ROIHeads(nn.Module):
         self.matcher = Matcher((cfg.iou_threshold,), (BACKGROUND, FOREGROUND))
         # Detections scoring below this get all-zero masks: the panoptic model sets it to the fusion's
         # instance score threshold, below which no fusion rule reads a mask. 0 keeps every valid one.
-        self.mask_min_score = 0.0
+        self.mask_min_score = float(mask_min_score)
         # False: inference returns the mask head's M x M probabilities ("mask_rois") instead of masks
         # pasted into the input ("mask_probs"), for a fusion at another resolution (the image's).
         self.paste_masks = True

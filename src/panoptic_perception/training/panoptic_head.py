@@ -20,7 +20,6 @@ from torch import nn
 
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.model.config import ModelConfig
-from panoptic_perception.model.panoptic_fpn import PanopticFPN
 from panoptic_perception.model.panoptic_head import STATE_PREFIX as HEAD_PREFIX
 from panoptic_perception.model.panoptic_head import conv_head_loss
 from panoptic_perception.training.config import PanopticHeadTrainConfig
@@ -102,12 +101,11 @@ def panoptic_head_losses(model: nn.Module, images: torch.Tensor, targets: Sequen
         raise ConfigError(f"stage panoptic_head: training images are {width}x{height} but the model runs at "
                           f"{fusion.width}x{fusion.height}; set augment crop_width_px / crop_height_px to it")
     min_score = fusion.score_threshold if config.min_score is None else config.min_score
-    # Inference zeroes masks below roi_heads.mask_min_score; training may want lower-scoring ones.
-    model.roi_heads.mask_min_score = min(min_score, fusion.score_threshold)
     logits, gts, valids, weights = [], [], [], []
     for index, target in enumerate(targets):
         with torch.no_grad():
-            raw = PanopticFPN.forward(model, images[index:index + 1])
+            # Inference zeroes masks below the fusion's threshold; training may want lower-scoring ones.
+            raw = model.network_outputs(images[index:index + 1], min(min_score, fusion.score_threshold))
             category = raw["classes"].to(torch.int64).clamp(min=0, max=fusion.num_classes - 1)
             keep = raw["valid"].to(torch.bool) & (raw["scores"] >= min_score) \
                 & (fusion.thing_index_of_category[category] >= 0)
