@@ -29,15 +29,21 @@ import torch
 
 from panoptic_perception.errors import ConfigError, ModelFileError
 from panoptic_perception.model.backbone import _MOBILENETV2_STAGES, STAGE_NAMES, build_backbone
-from panoptic_perception.model.checkpoint import _READ_ERRORS, atomic_torch_save
+from panoptic_perception.model.checkpoint import atomic_torch_save, read_foreign_torch_file
 from panoptic_perception.model.config import BACKBONE_NAMES, BackboneConfig, ModelConfig
 from panoptic_perception.model.layers import BN_EPS
 from panoptic_perception.model.safe_pickle import load_restricted
-from panoptic_perception.model.weights_file import download, is_url, listing, named_numeric_arrays, sha256_of
+from panoptic_perception.model.weights_file import (
+    download,
+    is_url,
+    listing,
+    named_numeric_arrays,
+    sha256_of,
+    url_file_name,
+)
 
 BACKBONE_FORMAT = "panoptic_perception.backbone"
 BACKBONE_VERSION = 1
-BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,13 +161,7 @@ def _read_arrays(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any], str
     if path.stat().st_size == 0:
         raise ModelFileError(f"backbone weights file {path} is empty")
     if zipfile.is_zipfile(path):
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except _READ_ERRORS as exc:
-            reason = next((ln for ln in str(exc).splitlines() if "GLOBAL" in ln), str(exc).splitlines()[0])
-            raise ModelFileError(f"{path} could not be read as torch weights without running code: "
-                                 f"{reason}") from exc
-        kind = "pth"
+        payload, kind = read_foreign_torch_file(path), "pth"
     else:
         payload, kind = load_restricted(path), "pkl"
     if not isinstance(payload, Mapping):
@@ -269,8 +269,7 @@ def read_backbone_weights(path: str | Path, backbone: Optional[str] = None,
 def load_backbone_init(path_or_url: str, backbone: str, download_dir: Path) -> BackboneWeights:
     """What training's `backbone_init` names: a local file, or a URL downloaded once into download_dir."""
     if is_url(path_or_url):
-        name = Path(path_or_url.rstrip("/")).name or "backbone"
-        local = download_dir / name
+        local = download_dir / url_file_name(path_or_url)
         if not local.is_file():
             local = download(path_or_url, download_dir)
         return read_backbone_weights(local, backbone, url=path_or_url)

@@ -99,6 +99,18 @@ def atomic_torch_save(payload: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
+def read_foreign_torch_file(path: Path) -> Any:
+    """A torch file written elsewhere (detectron2 .pth, torchvision weights), read with weights_only=True;
+    ModelFileError naming the file and the line that says why when it cannot be read without code."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged / code-carrying files
+        first = str(exc).strip().splitlines()
+        reason = next((ln for ln in first if "GLOBAL" in ln), first[0] if first else type(exc).__name__)
+        raise ModelFileError(f"{path} could not be read as a torch checkpoint without running code: "
+                             f"{reason}") from exc
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
                     ) -> Tuple[Dict[str, torch.Tensor], ModelConfig, Dict[str, Any]]:
     """(state_dict, ModelConfig, meta) from a checkpoint; ModelFileError naming the file otherwise."""

@@ -31,7 +31,7 @@ import torch
 
 from panoptic_perception.errors import ModelFileError
 from panoptic_perception.labels import load_label_space
-from panoptic_perception.model.checkpoint import save_checkpoint
+from panoptic_perception.model.checkpoint import read_foreign_torch_file, save_checkpoint
 from panoptic_perception.model.config import ModelConfig
 from panoptic_perception.model.safe_pickle import load_restricted
 from panoptic_perception.model.weights_file import listing, named_numeric_arrays, sha256_of
@@ -54,7 +54,7 @@ def read_detectron2_checkpoint(path: str | Path) -> Tuple[Dict[str, np.ndarray],
     if path.stat().st_size == 0:
         raise ModelFileError(f"detectron2 checkpoint {path} is empty")
     if zipfile.is_zipfile(path):
-        payload, kind = _read_torch_file(path), "pth"
+        payload, kind = read_foreign_torch_file(path), "pth"
     else:
         payload, kind = load_restricted(path), "pkl"
     if not isinstance(payload, Mapping):
@@ -67,16 +67,6 @@ def read_detectron2_checkpoint(path: str | Path) -> Tuple[Dict[str, np.ndarray],
     info = {"format": kind, "file": path.name, "author": author if isinstance(author, str) else None,
             "num_arrays": len(arrays)}
     return arrays, info
-
-
-def _read_torch_file(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged / code-carrying files
-        first = str(exc).strip().splitlines()
-        reason = next((ln for ln in first if "GLOBAL" in ln), first[0] if first else type(exc).__name__)
-        raise ModelFileError(f"{path} could not be read as a torch checkpoint without running code: "
-                             f"{reason}") from exc
 
 
 # ----------------------------------------------------------------------------------- mapping

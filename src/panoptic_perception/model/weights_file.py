@@ -49,6 +49,11 @@ def is_url(text: str) -> bool:
     return urllib.parse.urlparse(str(text)).scheme in URL_SCHEMES
 
 
+def url_file_name(url: str) -> str:
+    """The file name a download of `url` is saved under."""
+    return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name or "checkpoint"
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
@@ -62,7 +67,7 @@ def download(url: str, directory: Path, timeout_s: float = 60.0) -> Path:
     parsed = urllib.parse.urlparse(url)
     if parsed.scheme not in URL_SCHEMES:
         raise ConfigError(f"--url must be an http(s):// or file:// URL, got {url!r}")
-    name = Path(urllib.parse.unquote(parsed.path)).name or "checkpoint"
+    name = url_file_name(url)
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".download", dir=directory)
     try:
