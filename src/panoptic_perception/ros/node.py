@@ -4,6 +4,7 @@ ROS adapter only: parameters -> Pipeline, messages -> numpy -> Pipeline.process 
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -27,8 +28,6 @@ MASTER_RESTARTED_EXIT_CODE = 3  # the master was replaced: respawn me (launch fi
 def pipeline_config_from_params(params: NodeParams):
     """The PipelineConfig the node runs: ~pipeline_config (config/pipeline.yaml) loaded as every entry
     point loads it, then the node's parameters applied (model, runtime, grid file, fusion, input size)."""
-    import dataclasses
-
     from panoptic_perception.pipeline import load_pipeline_config
 
     base = load_pipeline_config(params.pipeline_config or None, params.runtime_config or None)

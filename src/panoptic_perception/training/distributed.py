@@ -73,11 +73,6 @@ def stop(context: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def barrier(context: DistContext) -> None:
-    if context.enabled:
-        dist.barrier()
-
-
 def mean_over_processes(context: DistContext, values: torch.Tensor) -> torch.Tensor:
     """The element-wise mean of `values` over all processes (a copy; the identity for one process)."""
     values = values.detach().clone()

@@ -283,9 +283,8 @@ class Trainer:
             if self.iteration % self.config.checkpoint_every == 0 or self.iteration == stop:
                 self.save()
             if self.iteration % self.config.eval_every == 0 or self.iteration == stop:
-                # Evaluated by the main process alone; the others wait for it.
+                # Evaluated by the main process alone; the others wait for its result in the gather.
                 metrics = self.evaluate() if self.dist.is_main else {}
-                distributed.barrier(self.dist)
                 self._train_mode()
                 best = distributed.gather_objects(self.dist, metrics)[0]
                 if best and best["pq"] > self.best_pq and not math.isnan(best["pq"]):
