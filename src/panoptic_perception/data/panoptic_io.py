@@ -128,18 +128,25 @@ def read_panoptic_json(path: str | Path, require_categories: bool = True) -> dic
     return data
 
 
+def read_8bit_bgr_png(path: str | Path, what: str = "panoptic PNG") -> np.ndarray:
+    """uint8 [H, W, >=3] BGR(A) of a PNG whose channels encode ids (COCO panoptic, KITTI-STEP);
+    InputError naming `what` and the file when it is missing, unreadable or not 8-bit colour."""
+    import cv2  # libpng through OpenCV decodes about twice as fast as PIL here
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if bgr is None:
+        raise InputError(f"{what} {path} is missing or unreadable")
+    if bgr.ndim != 3 or bgr.shape[2] < 3 or bgr.dtype != np.uint8:
+        raise InputError(f"{what} {path} must be 8-bit RGB, got shape {bgr.shape} {bgr.dtype}")
+    return bgr
+
+
 def read_panoptic_png(path: str | Path) -> np.ndarray:
     """A COCO panoptic PNG -> (H, W) int32 segment ids (id = R + 256 G + 256^2 B).
 
     The one reader of panoptic PNGs: datasets, `eval` and the tests all go through it.
     """
-    import cv2  # libpng through OpenCV decodes about twice as fast as PIL here
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if bgr is None:
-        raise InputError(f"panoptic PNG {path} is missing or unreadable")
-    if bgr.ndim != 3 or bgr.shape[2] < 3 or bgr.dtype != np.uint8:
-        raise InputError(f"panoptic PNG {path} must be 8-bit RGB, got shape {bgr.shape} {bgr.dtype}")
+    bgr = read_8bit_bgr_png(path)
     ids = bgr[..., 2].astype(np.int32)
     ids |= bgr[..., 1].astype(np.int32) << 8
     ids |= bgr[..., 0].astype(np.int32) << 16

@@ -17,7 +17,7 @@ import numpy as np
 
 from panoptic_perception.data.datasets.base import Sample, read_rgb
 from panoptic_perception.data.label_mapping import LabelMapping, load_label_mapping
-from panoptic_perception.data.panoptic_io import SegmentInfo
+from panoptic_perception.data.panoptic_io import SegmentInfo, read_8bit_bgr_png
 from panoptic_perception.errors import InputError
 
 VOID_SEMANTIC = 255
@@ -26,13 +26,7 @@ _SEM_STRIDE = 65536
 
 def read_step_png(path: str | Path) -> Tuple[np.ndarray, np.ndarray]:
     """(semantic uint8-valued int32 [H, W], instance int32 [H, W]) of one STEP panoptic PNG."""
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if bgr is None:
-        raise InputError(f"KITTI-STEP panoptic PNG {path} is missing or unreadable")
-    if bgr.ndim != 3 or bgr.shape[2] < 3 or bgr.dtype != np.uint8:
-        raise InputError(f"KITTI-STEP panoptic PNG {path} must be 8-bit RGB, got {bgr.shape} {bgr.dtype}")
+    bgr = read_8bit_bgr_png(path, "KITTI-STEP panoptic PNG")
     semantic = bgr[..., 2].astype(np.int32)
     instance = bgr[..., 1].astype(np.int32) * 256 + bgr[..., 0].astype(np.int32)
     return semantic, instance
