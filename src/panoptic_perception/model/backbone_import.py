@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -29,10 +28,9 @@ import torch
 
 from panoptic_perception.errors import ConfigError, ModelFileError
 from panoptic_perception.model.backbone import _MOBILENETV2_STAGES, STAGE_NAMES, build_backbone
-from panoptic_perception.model.checkpoint import atomic_torch_save, read_foreign_torch_file
+from panoptic_perception.model.checkpoint import atomic_torch_save, read_foreign_weights_file
 from panoptic_perception.model.config import BACKBONE_NAMES, BackboneConfig, ModelConfig
 from panoptic_perception.model.layers import BN_EPS
-from panoptic_perception.model.safe_pickle import load_restricted
 from panoptic_perception.model.weights_file import (
     download,
     is_url,
@@ -156,16 +154,7 @@ _DROPPED = {"mobilenetv2": ("classifier.", "features.18."), "resnet18": ("fc.",)
 
 def _read_arrays(path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any], str]:
     """(name -> array, payload when it is ours, kind) of a .pth / .pkl / our backbone file."""
-    if not path.is_file():
-        raise ModelFileError(f"backbone weights not found: {path}")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"backbone weights file {path} is empty")
-    if zipfile.is_zipfile(path):
-        payload, kind = read_foreign_torch_file(path), "pth"
-    else:
-        payload, kind = load_restricted(path), "pkl"
-    if not isinstance(payload, Mapping):
-        raise ModelFileError(f"{path} holds a {type(payload).__name__}, not a mapping of weights")
+    payload, kind = read_foreign_weights_file(path, "backbone weights")
     if payload.get("format") == BACKBONE_FORMAT:
         return {}, dict(payload), "ours"
     for wrapper in ("state_dict", "model", "blobs"):

@@ -22,6 +22,7 @@ from torch import nn
 from panoptic_perception.config import from_dict, to_dict
 from panoptic_perception.errors import ConfigError, InputError, ModelFileError
 from panoptic_perception.model.config import ModelConfig
+from panoptic_perception.model.safe_pickle import load_restricted
 
 CHECKPOINT_FORMAT = "panoptic_perception.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -109,6 +110,22 @@ def read_foreign_torch_file(path: Path) -> Any:
         reason = next((ln for ln in first if "GLOBAL" in ln), first[0] if first else type(exc).__name__)
         raise ModelFileError(f"{path} could not be read as a torch checkpoint without running code: "
                              f"{reason}") from exc
+
+
+def read_foreign_weights_file(path: Path, what: str) -> Tuple[Mapping[str, Any], str]:
+    """(payload mapping, "pth" | "pkl") of a weights file written elsewhere, chosen by content (a torch
+    zip, else a pickle through the restricted unpickler); ModelFileError naming `what` and the file."""
+    if not path.is_file():
+        raise ModelFileError(f"{what} not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{what} {path} is empty")
+    if zipfile.is_zipfile(path):
+        payload, kind = read_foreign_torch_file(path), "pth"
+    else:
+        payload, kind = load_restricted(path), "pkl"
+    if not isinstance(payload, Mapping):
+        raise ModelFileError(f"{path} holds a {type(payload).__name__}, not a {what} mapping")
+    return payload, kind
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"

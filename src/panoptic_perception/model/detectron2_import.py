@@ -22,7 +22,6 @@ that they equal the anchors our config generates - anchors of other sizes mean a
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -31,9 +30,8 @@ import torch
 
 from panoptic_perception.errors import ModelFileError
 from panoptic_perception.labels import load_label_space
-from panoptic_perception.model.checkpoint import read_foreign_torch_file, save_checkpoint
+from panoptic_perception.model.checkpoint import read_foreign_weights_file, save_checkpoint
 from panoptic_perception.model.config import ModelConfig
-from panoptic_perception.model.safe_pickle import load_restricted
 from panoptic_perception.model.weights_file import listing, named_numeric_arrays, sha256_of
 
 SEM_SEG_PREDICTOR = "sem_seg_head.predictor"
@@ -49,16 +47,7 @@ _METADATA_KEYS = ("__author__", "matching_heuristics")
 def read_detectron2_checkpoint(path: str | Path) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """(name -> float array, info) from a detectron2 .pkl or .pth; ModelFileError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"detectron2 checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"detectron2 checkpoint {path} is empty")
-    if zipfile.is_zipfile(path):
-        payload, kind = read_foreign_torch_file(path), "pth"
-    else:
-        payload, kind = load_restricted(path), "pkl"
-    if not isinstance(payload, Mapping):
-        raise ModelFileError(f"{path} holds a {type(payload).__name__}, not a detectron2 checkpoint dict")
+    payload, kind = read_foreign_weights_file(path, "detectron2 checkpoint")
     model = payload.get("model", payload)
     if not isinstance(model, Mapping) or not model:
         raise ModelFileError(f"{path}: 'model' is not a non-empty mapping of names to arrays")
