@@ -40,8 +40,9 @@ $(VENV)/bin/python: $(BUILD)/.apt.stamp
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
 	@touch $@
 
-$(VENV)/.deps.stamp: requirements.txt $(VENV)/bin/python
+$(VENV)/.deps.stamp: requirements.txt requirements-nodeps.txt $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q -r requirements.txt
+	$(VENV)/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $@
 
 # This repo is the package: the workspace's src/ holds a link back to it.
