@@ -7,7 +7,10 @@ import pytest
 
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.geometry.camera import Extrinsics
+from panoptic_perception.geometry.projection import GridOverrideError, grid_config_with_overrides
+from panoptic_perception.labels import load_label_space
 from panoptic_perception.model.config import FusionConfig
+from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.ros.params import (
     PUBLISHED_PARAM_KEYS,
     NodeParams,
@@ -122,8 +125,7 @@ def test_markdown_table_lists_every_leaf_parameter_with_its_default():
     assert f"`{defaults.queue_size}`" in next(line for line in lines if "`~queue_size`" in line)
 
 
-def test_runtime_and_grid_configs_follow_the_parameters(tmp_path):
-    from panoptic_perception.geometry.grid import load_grid_config
+def test_runtime_config_follows_the_parameters(tmp_path):
     from panoptic_perception.ros.node import pipeline_config_from_params
     from panoptic_perception.runtime.config import RuntimeConfig
 
@@ -142,28 +144,48 @@ def test_runtime_and_grid_configs_follow_the_parameters(tmp_path):
     from_file = pipeline_config_from_params(params).runtime
     assert (from_file.backend, from_file.precision, from_file.device) == ("onnxruntime", "fp32", "cpu")
 
+
+def test_grid_overrides_follow_the_parameters():
+    from panoptic_perception.geometry.grid import load_grid_config
+    from panoptic_perception.ros.node import pipeline_config_from_params
+
     shipped = load_grid_config()
-    assert load_node_params({}).grid_config_with_overrides() == shipped
-    grid = load_node_params({"grid": {"resolution_m": 0.5, "x_max_m": 30.0},
-                             "free_classes": ["road"]}).grid_config_with_overrides()
+    cityscapes = load_label_space("cityscapes")
+
+    def grid_of(private_params: dict, path: str = str(CONFIG_DIR / "grid.yaml")):
+        config = pipeline_config_from_params(load_node_params(private_params))
+        return grid_config_with_overrides(config.grid_config_path if private_params.get("grid_config") else path,
+                                          config.grid_overrides, cityscapes)
+
+    assert load_node_params({}).grid_overrides() == {}
+    assert grid_of({}) == shipped
+    grid = grid_of({"grid": {"resolution_m": 0.5, "x_max_m": 30.0}, "free_classes": ["road"]})
     geometry = grid.grid.geometry()
     assert (geometry.resolution_m, geometry.width) == (0.5, 60)
     assert grid.grid.y_min_m == shipped.grid.y_min_m  # not overridden: the file's
     assert grid.free_classes == ("road",) and grid.obstacle_classes == shipped.obstacle_classes
-    # An override that contradicts the file names the parameters.
-    with pytest.raises(ConfigError, match="~grid"):
-        load_node_params({"grid": {"x_max_m": -5.0}}).grid_config_with_overrides()
+    # An override that contradicts the file names the key it came from.
+    with pytest.raises(GridOverrideError, match="grid_overrides grid") as raised:
+        grid_of({"grid": {"x_max_m": -5.0}})
+    assert raised.value.key == "grid"
 
 
-def test_grid_config_defaults_to_the_models_own_file_unless_a_parameter_names_one(tmp_path):
-    from panoptic_perception.geometry.grid import load_grid_config
-    from panoptic_perception.paths import CONFIG_DIR
+def test_pipeline_yaml_grid_overrides_reach_the_node_and_unknown_keys_are_refused(tmp_path):
+    from panoptic_perception.ros.node import pipeline_config_from_params
 
-    coco = str(CONFIG_DIR / "grid_coco_panoptic.yaml")
-    assert load_node_params({}).grid_config_with_overrides(coco) == load_grid_config(coco)
-    assert load_node_params({}).grid_config_with_overrides(coco) != load_grid_config()
-    chosen = load_node_params({"grid_config": str(CONFIG_DIR / "grid.yaml")}).grid_config_with_overrides(coco)
-    assert chosen == load_grid_config()
+    pipeline_yaml = tmp_path / "pipeline.yaml"
+    pipeline_yaml.write_text("grid_overrides: {grid: {resolution_m: 0.4}, obstacle_classes: [wall]}\n")
+    config = pipeline_config_from_params(load_node_params({"pipeline_config": str(pipeline_yaml),
+                                                           "free_classes": ["road"]}))
+    # the file's overrides and the node's parameters both apply
+    assert config.grid_overrides == {"grid": {"resolution_m": 0.4}, "obstacle_classes": ["wall"],
+                                     "free_classes": ["road"]}
+    grid = grid_config_with_overrides(str(CONFIG_DIR / "grid.yaml"), config.grid_overrides,
+                                      load_label_space("cityscapes"))
+    assert (grid.grid.resolution_m, grid.obstacle_classes, grid.free_classes) == (0.4, ("wall",), ("road",))
+    with pytest.raises(ConfigError, match="unknown keys free_clases"):
+        grid_config_with_overrides(str(CONFIG_DIR / "grid.yaml"), {"free_clases": ["road"]},
+                                   load_label_space("cityscapes"))
 
 
 def test_readme_parameter_table_is_the_generated_one():

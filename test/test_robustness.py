@@ -109,29 +109,31 @@ def _std_header():
 
 def test_unknown_grid_class_is_refused_at_start_up_naming_key_name_and_valid_names():
     from panoptic_perception.errors import ConfigError
-    from panoptic_perception.labels import load_label_space
+    from panoptic_perception.ros.node import build_pipeline
     from panoptic_perception.ros.params import load_node_params
 
-    cityscapes = load_label_space("cityscapes")
     params = load_node_params({"free_classes": ["road", "roadd"]})
     with pytest.raises(ConfigError, match=r"~free_classes: no class named 'roadd' .*valid names: road, sidewalk"):
-        params.grid_config_with_overrides(label_space=cityscapes)
+        build_pipeline(params)
     params = load_node_params({"obstacle_classes": ["wall", "tree"]})
     with pytest.raises(ConfigError, match=r"~obstacle_classes: no class named 'tree'"):
-        params.grid_config_with_overrides(label_space=cityscapes)
-    assert load_node_params({}).grid_config_with_overrides(label_space=cityscapes).free_classes
+        build_pipeline(params)
+    # an extent contradicting the file names the ~grid namespace
+    with pytest.raises(ConfigError, match=r"bad node parameter: ~grid: grid extent is empty: x \[0.0, -5.0\]"):
+        build_pipeline(load_node_params({"grid": {"x_max_m": -5.0}}))
+    assert build_pipeline(load_node_params({"free_classes": ["road"]})).grid_config.free_classes == ("road",)
 
 
 def test_unknown_class_in_the_grid_file_names_the_file_key(tmp_path):
     from panoptic_perception.errors import ConfigError
-    from panoptic_perception.labels import load_label_space
+    from panoptic_perception.ros.node import build_pipeline
     from panoptic_perception.ros.params import load_node_params
 
     grid_file = tmp_path / "grid.yaml"
     grid_file.write_text("thing_priors: {lorry: {length_m: 9.0, width_m: 2.5}}\n")
     params = load_node_params({"grid_config": str(grid_file)})
-    with pytest.raises(ConfigError, match=rf"thing_priors of ~grid_config \({grid_file}\): no class named 'lorry'"):
-        params.grid_config_with_overrides(label_space=load_label_space("cityscapes"))
+    with pytest.raises(ConfigError, match=rf"thing_priors of grid config \({grid_file}\): no class named 'lorry'"):
+        build_pipeline(params)
 
 
 def test_a_grid_problem_keeps_the_panoptic_result(pipeline):

@@ -36,6 +36,8 @@ class PipelineConfig:
     runtime_config: str = "config/runtime.yaml"  # the runtime YAML `runtime` is loaded from
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)  # filled from runtime_config; not in YAML
     grid_config_path: str = "config/grid.yaml"
+    # Overrides of the grid YAML: GridConfig fields (`grid` takes GridExtent fields); empty = the file's.
+    grid_overrides: Dict[str, Any] = field(default_factory=dict)
     project_grid: bool = True
     # Overrides of what the checkpoint's model config says: single FusionConfig fields (empty = keep the
     # checkpoint's), applied before the graph is built because the fusion is part of it.
@@ -117,7 +119,7 @@ class Pipeline:
         `model_config` (training's periodic evaluation; the config's overrides do not apply)."""
         import torch
 
-        from panoptic_perception.geometry.grid import load_grid_config
+        from panoptic_perception.geometry.projection import grid_config_with_overrides
         from panoptic_perception.model.checkpoint import load_checkpoint
         from panoptic_perception.runtime.select import create_backend, create_backend_for_module
 
@@ -139,7 +141,8 @@ class Pipeline:
         self.label_space: LabelSpace = load_label_space(self.model_config.label_space)
         self.device = self.backend.device
         self.input_size = (self.model_config.input_width, self.model_config.input_height)
-        self.grid_config = load_grid_config(self.grid_config_path())
+        self.grid_config = grid_config_with_overrides(self.grid_config_path(), self.config.grid_overrides,
+                                                      self.label_space)
         self._projector = None
         self._torch = torch
         thing = [c.is_thing for c in self.label_space.categories] + [False]

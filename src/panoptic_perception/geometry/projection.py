@@ -24,7 +24,7 @@ batch per frame: no per-pixel or per-object Python. On CPU the host arrays are v
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -35,6 +35,7 @@ from panoptic_perception.geometry.grid import (
     CLASS_UNKNOWN,
     GridConfig,
     GridGeometry,
+    load_grid_config,
     occupancy_from_masks,
 )
 from panoptic_perception.geometry.ipm import GroundLookup, build_ground_lookup
@@ -150,6 +151,47 @@ class GridClassError(ConfigError):
         self.detail = (f"no class named '{name}' in label space {label_space.name}; valid names: "
                        f"{', '.join(label_space.names)}")
         super().__init__(f"grid config {key}: {self.detail}")
+
+
+class GridOverrideError(ConfigError):
+    """An override of the grid config (`key`, a GridConfig field) is invalid; `detail` says why, so an
+    entry point can name the key the way its users set it (a ROS parameter, a CLI flag)."""
+
+    def __init__(self, key: str, detail: str, where: str) -> None:
+        self.key, self.detail = key, detail
+        super().__init__(f"{where}: {detail}")
+
+
+def grid_config_with_overrides(path: str, overrides: Mapping[str, Any], label_space: LabelSpace) -> GridConfig:
+    """The grid config a Pipeline projects with: the YAML at `path`, then `overrides` (GridConfig fields;
+    `grid` takes a mapping of GridExtent fields), every class name checked against `label_space` so a
+    start-up refuses a bad config instead of failing on the first frame that wants a grid.
+
+    Errors name the key: GridOverrideError for an overridden one ("grid_overrides.KEY") or a key of
+    the file ("KEY of PATH")."""
+    base = load_grid_config(path)
+    changes = dict(overrides)
+    unknown = sorted(set(changes) - {f.name for f in fields(GridConfig)})
+    if unknown:
+        raise ConfigError(f"grid_overrides: unknown keys {', '.join(unknown)} (GridConfig fields)")
+    extent = changes.pop("grid", None)
+    try:
+        if extent:
+            changes["grid"] = replace(base.grid, **extent)
+        for name in ("free_classes", "obstacle_classes"):
+            if changes.get(name) is not None:
+                changes[name] = tuple(changes[name])
+        config = replace(base, **changes)
+    except (TypeError, ValueError) as exc:
+        key = ", ".join(sorted(overrides))
+        raise GridOverrideError(key, str(exc), f"grid_overrides {key}") from exc
+    try:
+        check_grid_classes(config, label_space)
+    except GridClassError as exc:
+        if exc.key in overrides:
+            raise GridOverrideError(exc.key, exc.detail, f"grid_overrides.{exc.key}") from exc
+        raise ConfigError(f"{exc.key} of grid config ({path}): {exc.detail}") from exc
+    return config
 
 
 def check_grid_classes(config: GridConfig, label_space: LabelSpace) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 import rosgraph
 import rospy
 
-from panoptic_perception.errors import PerceptionError
+from panoptic_perception.errors import ConfigError, PerceptionError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
 from panoptic_perception.ros.conversions import transform_to_matrix
 from panoptic_perception.ros.frame_slot import NewestFrameSlot
@@ -36,11 +36,25 @@ def pipeline_config_from_params(params: NodeParams):
         model_path=params.model_file or base.model_path,
         runtime=params.runtime_config_with_overrides(base.runtime),
         grid_config_path=params.grid_config or base.grid_config_path,
+        grid_overrides={**base.grid_overrides, **params.grid_overrides()},
         input_width=params.input_width or base.input_width,
         input_height=params.input_height or base.input_height,
         # fusion is in the compiled graph: applied before building
         fusion_overrides={**base.fusion_overrides, **params.fusion.overrides()},
     )
+
+
+def build_pipeline(params: NodeParams):
+    """The node's Pipeline; an invalid grid override is reported as the node parameter that set it."""
+    from panoptic_perception.geometry.projection import GridOverrideError
+    from panoptic_perception.pipeline import Pipeline
+
+    config = pipeline_config_from_params(params)
+    try:
+        return Pipeline(config)
+    except GridOverrideError as exc:
+        where = ", ".join(f"~{key}" for key in exc.key.split(", "))
+        raise ConfigError(f"bad node parameter: {where}: {exc.detail}") from exc
 
 
 class PanopticNode:
@@ -53,19 +67,14 @@ class PanopticNode:
         from visualization_msgs.msg import MarkerArray
 
         from panoptic_perception.msg import DetectedObjects, PanopticSegmentation
-        from panoptic_perception.pipeline import Pipeline
 
         # kept to hand back to a restarted master (see MasterWatch), with the global clock setting
         self._private_params = rospy.get_param("~", {})
         self._use_sim_time = rospy.get_param("/use_sim_time", None)
         self.params = load_node_params(self._private_params)
         self.exit_code = 0
-        config = pipeline_config_from_params(self.params)
-        self.pipeline = Pipeline(config)
+        self.pipeline = build_pipeline(self.params)
         self.label_space = self.pipeline.label_space
-        # Class names checked now: a bad one must stop the start-up, not skip every later grid frame.
-        self.pipeline.grid_config = self.params.grid_config_with_overrides(self.pipeline.grid_config_path(),
-                                                                           self.label_space)
         rospy.loginfo("panoptic_perception: %s", self.pipeline.describe())
         self._publish_class_metadata()
 

@@ -213,33 +213,13 @@ class NodeParams:
         except ValueError as exc:
             raise ConfigError(f"bad node parameter: runtime: {exc}") from exc
 
-    def grid_config_with_overrides(self, default_path: Optional[str] = None, label_space: Any = None) -> Any:
-        """geometry.grid.GridConfig: ~grid_config (or `default_path`, the model's own grid file; None:
-        config/grid.yaml) with ~grid/* and the class lists applied; raises ConfigError naming the
-        parameter for an invalid combination. With `label_space`, every class name of the result must
-        be one of its classes (ConfigError naming the parameter or grid file key, the bad name and the
-        valid ones)."""
-        from panoptic_perception.geometry.grid import load_grid_config
-        from panoptic_perception.geometry.projection import GridClassError, check_grid_classes
-
-        path = self.grid_config or default_path
-        base = load_grid_config(path)
-        try:
-            extent = dataclasses.replace(base.grid, **self.grid.overrides())
-            lists = {name: tuple(getattr(self, name)) for name in ("free_classes", "obstacle_classes")
-                     if getattr(self, name) is not None}
-            config = dataclasses.replace(base, grid=extent, **lists)
-        except ValueError as exc:
-            raise ConfigError(f"bad node parameter: ~grid / class lists: {exc}") from exc
-        if label_space is not None:
-            try:
-                check_grid_classes(config, label_space)
-            except GridClassError as exc:
-                # the key as the user set it: a node parameter, or a key of the grid YAML
-                where = f"~{exc.key}" if getattr(self, exc.key, None) is not None else \
-                    f"{exc.key} of ~grid_config ({path or 'config/grid.yaml'})"
-                raise ConfigError(f"bad node parameter: {where}: {exc.detail}") from exc
-        return config
+    def grid_overrides(self) -> Dict[str, Any]:
+        """PipelineConfig.grid_overrides from ~grid/* and the class lists (unset ones keep the file's)."""
+        overrides: Dict[str, Any] = {name: list(getattr(self, name)) for name in ("free_classes", "obstacle_classes")
+                                     if getattr(self, name) is not None}
+        if self.grid.overrides():
+            overrides["grid"] = self.grid.overrides()
+        return overrides
 
 
 def _ros_name(message: str) -> str:
