@@ -74,7 +74,7 @@ def test_scaled_crops_keep_image_and_labels_aligned(seed):
     assert {s.id for s in out["segments"]} == present
     fresh = {s.id: s for s in segments_from_map(pan, {s.id: s.category_id for s in out["segments"]})}
     for seg in out["segments"]:
-        assert seg.area == fresh[seg.id].area and seg.bbox == fresh[seg.id].bbox
+        assert seg.area_px == fresh[seg.id].area_px and seg.bbox_xywh == fresh[seg.id].bbox_xywh
         assert seg.category_id == {1: 10, 2: 0, 3: 13, 4: 11, 5: 13}[seg.id]
 
 

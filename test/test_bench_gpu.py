@@ -49,15 +49,16 @@ def test_segment_agreement_counts_pixels_and_unmatched_segments() -> None:
     import numpy as np
 
     from panoptic_perception.benchmarks.gpu import segment_agreement
-    from panoptic_perception.pipeline import FrameResult, Segment
+    from panoptic_perception.data.panoptic_io import Segment
+    from panoptic_perception.pipeline import FrameResult
 
     def result(segment_map: np.ndarray, categories: dict) -> FrameResult:
         category_map = np.zeros_like(segment_map, dtype=np.uint8)
         segments = []
         for seg_id, category in categories.items():
             category_map[segment_map == seg_id] = category
-            segments.append(Segment(seg_id, category, str(category), category >= 11, 1.0,
-                                    int((segment_map == seg_id).sum()), (0, 0, 1, 1)))
+            segments.append(Segment(seg_id, category, int((segment_map == seg_id).sum()), (0, 0, 1, 1),
+                                    category_name=str(category), is_thing=category >= 11))
         return FrameResult(segment_map.astype(np.int32), category_map, segments)
 
     reference = np.zeros((10, 10), np.int32)

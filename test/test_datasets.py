@@ -149,11 +149,11 @@ def test_cityscapes_panoptic_maps_label_ids_to_train_ids(cityscapes_root):
     src = _cityscapes_instance_ids()
     cats = _by_cat(sample)
     assert sorted(cats) == [ROAD, SKY, PERSON, CAR]
-    cars = sorted(cats[CAR], key=lambda s: s.bbox[0])
+    cars = sorted(cats[CAR], key=lambda s: s.bbox_xywh[0])
     assert [c.iscrowd for c in cars] == [0, 0, 1]
     np.testing.assert_array_equal(_mask_of(sample, cars[0]), src == 26000)
     np.testing.assert_array_equal(_mask_of(sample, cars[2]), src == 26)
-    assert cars[1].area == 20 and cars[1].bbox == [6, 4, 4, 5]
+    assert cars[1].area_px == 20 and cars[1].bbox_xywh == (6, 4, 4, 5)
     np.testing.assert_array_equal(_mask_of(sample, cats[ROAD][0]), src == 7)
     assert (sample["panoptic"][src == 9] == 0).all()  # parking -> VOID
 
@@ -190,8 +190,8 @@ def test_kitti_step_reads_semantic_and_instance_channels(tmp_path):
     np.testing.assert_array_equal(sample["image"], _image(2))
     cats = _by_cat(sample)
     assert sorted(cats) == [ROAD, SKY, PERSON, CAR]
-    cars = sorted(cats[CAR], key=lambda s: s.bbox[0])
-    assert [c.area for c in cars] == [20, 12] and not any(c.iscrowd for c in cars)
+    cars = sorted(cats[CAR], key=lambda s: s.bbox_xywh[0])
+    assert [c.area_px for c in cars] == [20, 12] and not any(c.iscrowd for c in cars)
     np.testing.assert_array_equal(_mask_of(sample, cars[0]), (semantic == CAR) & (instance == 300))
     assert cats[PERSON][0].iscrowd == 1
     assert (sample["panoptic"][0] == 0).all()
@@ -258,9 +258,9 @@ def test_coco_panoptic_mapping_merges_stuff_and_voids_unmapped(tmp_path):
     assert len(by[BUILDING]) == 1 and len(by[TRAFFIC_LIGHT]) == 1  # stuff: one segment per image
     np.testing.assert_array_equal(_mask_of(sample, by[BUILDING][0]), (pan == 2) | (pan == 3))
     np.testing.assert_array_equal(_mask_of(sample, by[TRAFFIC_LIGHT][0]), (pan == 5) | (pan == 6))
-    assert by[TRAFFIC_LIGHT][0].bbox == [2, 2, 5, 3]
+    assert by[TRAFFIC_LIGHT][0].bbox_xywh == (2, 2, 5, 3)
     assert (sample["panoptic"][pan == 4] == 0).all()  # banner -> VOID
-    assert sum(s.area for s in sample["segments"]) == int((sample["panoptic"] != 0).sum())
+    assert sum(s.area_px for s in sample["segments"]) == int((sample["panoptic"] != 0).sum())
 
 
 def test_png_id_without_segments_info_is_named(tmp_path):
@@ -318,7 +318,7 @@ def test_synthetic_drives_in_kitti_layout(tmp_path):
     np.testing.assert_array_equal(s["image"], _image(51))
     np.testing.assert_array_equal(s["panoptic"], t2[1])
     car = _by_cat(s)[CAR][0]
-    assert car.bbox == [3, 4, 4, 4] and car.area == 16
+    assert car.bbox_xywh == (3, 4, 4, 4) and car.area_px == 16
     np.testing.assert_array_equal(ds[0]["panoptic"], t1[0])
     # a single drive folder and the build_dataset route give the same frames
     assert len(SyntheticDataset(ds.drives[1])) == 3

@@ -19,8 +19,8 @@ SPACE = load_label_space("cityscapes")
 def _write(tmp_path, frames, kind):
     with PanopticWriter(tmp_path / f"{kind}.json", tmp_path / kind, SPACE) as writer:
         for name, ids, segs in frames:
-            cats = {s["id"]: s["category_id"] for s in segs}
-            crowd = [s["id"] for s in segs if s.get("iscrowd")]
+            cats = {s.id: s.category_id for s in segs}
+            crowd = [s.id for s in segs if s.iscrowd]
             writer.add(name, f"{name}.jpg", ids, segments_from_map(ids, cats, crowd=crowd))
     return tmp_path / f"{kind}.json", tmp_path / kind
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from panoptic_perception.data.panoptic_io import SegmentInfo
+from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.errors import InputError
 from panoptic_perception.eval.miou import SemanticConfusion
 from panoptic_perception.eval.pq import PQAccumulator
@@ -14,8 +14,8 @@ ROAD, PERSON, CAR = 0, 11, 13
 SPACE = load_label_space("cityscapes")
 
 
-def seg(seg_id: int, cat: int, crowd: int = 0) -> SegmentInfo:
-    return SegmentInfo(id=seg_id, category_id=cat, area=0, bbox=[0, 0, 0, 0], iscrowd=crowd)
+def seg(seg_id: int, cat: int, crowd: int = 0) -> Segment:
+    return Segment(id=seg_id, category_id=cat, iscrowd=bool(crowd))
 
 
 def evaluate(gt, gt_segs, pred, pred_segs):

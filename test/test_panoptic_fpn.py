@@ -169,12 +169,13 @@ def test_training_returns_weighted_losses_and_a_step_lowers_them():
 
 
 def panoptic_quality(out, gt) -> float:
+    from panoptic_perception.data.panoptic_io import Segment
     from panoptic_perception.eval.pq import PQAccumulator
 
     segment_map, segments = gt
     valid = out["segment_valid"].numpy()
     slots = np.nonzero(valid)[0]
-    pred_segments = [{"id": int(s) + 1, "category_id": int(out["segment_category"][s])} for s in slots]
+    pred_segments = [Segment(id=int(s) + 1, category_id=int(out["segment_category"][s])) for s in slots]
     pred_map = out["segment_map"].numpy().astype(np.int64)
     acc = PQAccumulator(CITYSCAPES)
     acc.add(segment_map, segments, pred_map, pred_segments)

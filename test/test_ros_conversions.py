@@ -14,7 +14,7 @@ from nav_msgs.msg import OccupancyGrid  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from panoptic_perception.data.panoptic_io import SegmentInfo  # noqa: E402
+from panoptic_perception.data.panoptic_io import Segment  # noqa: E402
 from panoptic_perception.errors import InputError  # noqa: E402
 from panoptic_perception.geometry.camera import Intrinsics  # noqa: E402
 from panoptic_perception.geometry.grid import GridGeometry  # noqa: E402
@@ -219,8 +219,9 @@ def test_panoptic_message_ids_match_segments_and_survive_serialisation():
     seg[6:, :] = 1000  # road
     seg[2:5, 3:9] = 2**24 + 5  # a car with an id beyond 24 bits
     segments = [
-        SegmentInfo(id=1000, category_id=0, area=96, bbox=[0, 6, 16, 6]),  # panoptic_io record
-        {"id": 2**24 + 5, "category_id": 13, "area": 18, "bbox": [3, 2, 6, 3], "score": 0.875},
+        Segment(id=1000, category_id=0, area_px=96, bbox_xywh=(0, 6, 16, 6)),
+        Segment.from_coco({"id": 2**24 + 5, "category_id": 13, "area": 18, "bbox": [3, 2, 6, 3], "score": 0.875},
+                          "test"),
     ]
     msg = _roundtrip(conv.panoptic_to_msg(seg, segments, _header(), cityscapes))
     assert msg.label_space == "cityscapes"
@@ -229,6 +230,8 @@ def test_panoptic_message_ids_match_segments_and_survive_serialisation():
     ids, table = conv.panoptic_msg_to_numpy(msg)
     np.testing.assert_array_equal(ids, seg)
     assert {s.id for s in table} == set(np.unique(ids[ids != 0]).tolist())
+    assert table[1] == Segment(id=2**24 + 5, category_id=13, area_px=18, bbox_xywh=(3, 2, 6, 3), score=0.875,
+                               category_name="car", is_thing=True)
     by_id = {s.id: s for s in msg.segments}
     car = by_id[2**24 + 5]
     assert (car.category_name, car.is_thing, car.area) == ("car", True, 18)
@@ -241,9 +244,9 @@ def test_panoptic_rejects_bad_segments():
     cityscapes = load_label_space("cityscapes")
     seg = np.zeros((4, 4), np.int32)
     with pytest.raises(InputError, match="category 40"):
-        conv.panoptic_to_msg(seg, [conv.SegmentRecord(id=1, category_id=40)], _header(), cityscapes)
+        conv.panoptic_to_msg(seg, [Segment(id=1, category_id=40)], _header(), cityscapes)
     with pytest.raises(InputError, match="0 is void"):
-        conv.panoptic_to_msg(seg, [conv.SegmentRecord(id=0, category_id=1)], _header(), cityscapes)
+        conv.panoptic_to_msg(seg, [Segment(id=0, category_id=1)], _header(), cityscapes)
     with pytest.raises(InputError, match="integer array"):
         conv.panoptic_to_msg(seg.astype(np.float32), [], _header(), cityscapes)
 
@@ -288,19 +291,22 @@ def test_class_grid_is_lossless_for_every_uint8_id():
 
 
 def test_objects_message_carries_stamp_vehicle_frame_and_fields():
-    cityscapes = load_label_space("cityscapes")
-    objects = [conv.ObjectRecord(segment_id=5, category_id=13, score=0.9, x_m=12.5, y_m=-1.25, yaw_rad=0.1,
-                                 length_m=4.2, width_m=1.8, position_sigma_m=0.6),
-               {"segment_id": 9, "category_id": 11, "score": 0.7, "x_m": 8.0, "y_m": 2.0}]
-    msg = _roundtrip(conv.objects_to_msg(objects, _header(), "base_link", cityscapes))
+    objects = [GroundObject(segment_id=5, category=13, class_name="car", score=0.9,
+                            footprint=Footprint(x_m=12.5, y_m=-1.25, length_m=4.2, width_m=1.8, heading_rad=0.1),
+                            range_m=12.6, covariance_xy=(0.36, 0.0, 0.0, 0.04), contact_columns=10,
+                            contact_visible=True, truncated=False),
+               GroundObject(segment_id=9, category=11, class_name="person", score=0.7,
+                            footprint=Footprint(x_m=8.0, y_m=2.0, length_m=0.6, width_m=0.6, heading_rad=0.0),
+                            range_m=8.2, covariance_xy=(0.04, 0.0, 0.0, 0.04), contact_columns=3,
+                            contact_visible=True, truncated=False)]
+    msg = _roundtrip(conv.objects_to_msg(objects, _header(), "base_link"))
     assert isinstance(msg, DetectedObjects)
     assert msg.header.frame_id == "base_link" and msg.header.stamp == STAMP
     car, person = msg.objects
     assert (car.segment_id, car.category_name, car.position.x, car.position.y) == (5, "car", 12.5, -1.25)
     assert car.length_m == pytest.approx(4.2) and car.position_sigma_m == pytest.approx(0.6)
-    assert (person.category_name, person.length_m) == ("person", 0.0)
-    with pytest.raises(InputError, match="no x_m"):
-        conv.objects_to_msg([{"segment_id": 1, "category_id": 1, "score": 1.0}], _header(), "base_link")
+    assert car.yaw_rad == pytest.approx(0.1)
+    assert (person.category_name, person.length_m) == ("person", pytest.approx(0.6))
 
 
 def test_projection_outputs_convert_directly():
@@ -354,7 +360,7 @@ def test_pipeline_frame_result_converts_as_it_is():
     """The Pipeline's FrameResult (segments, GridResult, GroundObjects) feeds every converter."""
     pytest.importorskip("torch", reason="torch not installed")
     from panoptic_perception.geometry.projection import GridResult
-    from panoptic_perception.pipeline import FrameResult, Segment
+    from panoptic_perception.pipeline import FrameResult
 
     cityscapes = load_label_space("cityscapes")
     seg = np.zeros((8, 10), np.int32)
@@ -363,8 +369,8 @@ def test_pipeline_frame_result_converts_as_it_is():
     cat = np.full((8, 10), 255, np.uint8)
     cat[seg == 1] = 0
     cat[seg == 2] = 13
-    segments = [Segment(1, 0, "road", False, 1.0, 40, (0, 4, 10, 4)),
-                Segment(2, 13, "car", True, 0.9, 6, (2, 1, 3, 2))]
+    segments = [Segment(1, 0, 40, (0, 4, 10, 4), 1.0, category_name="road", is_thing=False),
+                Segment(2, 13, 6, (2, 1, 3, 2), 0.9, category_name="car", is_thing=True)]
     obj = GroundObject(segment_id=2, category=13, class_name="car", score=0.9,
                        footprint=Footprint(x_m=9.0, y_m=0.5, length_m=4.4, width_m=1.8, heading_rad=0.0),
                        range_m=9.0, covariance_xy=(0.09, 0.0, 0.0, 0.01), contact_columns=3,
@@ -375,8 +381,8 @@ def test_pipeline_frame_result_converts_as_it_is():
     pan = conv.panoptic_to_msg(frame.segment_map, frame.segments, _header(), cityscapes)
     assert [(s.id, s.category_name, s.is_thing, s.area) for s in pan.segments] == [
         (1, "road", False, 40), (2, "car", True, 6)]
-    grid_msg = conv.occupancy_to_msg(frame.grid.occupancy, frame.grid, _header(), "base_link")
+    grid_msg = conv.occupancy_to_msg(frame.grid.occupancy, frame.grid.geometry, _header(), "base_link")
     assert (grid_msg.info.width, grid_msg.info.height) == (6, 4)
-    assert conv.class_grid_to_msg(frame.grid.class_grid, frame.grid, _header(), "base_link").data[0] == -1
+    assert conv.class_grid_to_msg(frame.grid.class_grid, frame.grid.geometry, _header(), "base_link").data[0] == -1
     objects = conv.objects_to_msg(frame.grid.objects, _header(), "base_link")
     assert objects.objects[0].position_sigma_m == pytest.approx(0.3)

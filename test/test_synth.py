@@ -57,8 +57,8 @@ def test_frame_arrays_are_consistent(frames):
     for seg in f.segments:
         mask = f.panoptic == seg.id
         ys, xs = np.nonzero(mask)
-        assert seg.area == mask.sum() and seg.category_id == train_id_of_segment(seg.id)
-        assert seg.bbox == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        assert seg.area_px == mask.sum() and seg.category_id == train_id_of_segment(seg.id)
+        assert seg.bbox_xywh == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
     assert f.rgb.std() > 20  # textured, not blank
     assert {L.ROAD, L.SKY} <= set(np.unique(f.semantic).tolist())
 

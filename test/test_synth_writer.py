@@ -64,7 +64,7 @@ def test_ground_truth_files_match_the_rendered_frames(written):
         sem = cv2.imread(str(drive / "gt" / "semantic" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(sem, frame.semantic)
         ann = pano["annotations"][i]
-        assert {s["id"]: s["area"] for s in ann["segments_info"]} == {s.id: s.area for s in frame.segments}
+        assert {s["id"]: s["area"] for s in ann["segments_info"]} == {s.id: s.area_px for s in frame.segments}
         bev = BevTruth.load_npz(drive / "gt" / "bev" / f"{name}.npz")
         assert np.array_equal(bev.footprint_ids, frame.bev.footprint_ids)
         objects = json.loads((drive / "gt" / "objects" / f"{name}.json").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from panoptic_perception.data.panoptic_io import SegmentInfo, segments_from_map
+from panoptic_perception.data.panoptic_io import Segment, segments_from_map
 from panoptic_perception.data.targets import segment_geometry, targets_from_panoptic
 from panoptic_perception.errors import InputError
 from panoptic_perception.labels import load_label_space
@@ -53,7 +53,7 @@ def test_min_area_drops_small_instances_but_keeps_their_semantics():
 
 def test_no_instances_gives_empty_arrays_with_right_shapes():
     pan = np.full((6, 7), 1, np.int32)
-    t = targets_from_panoptic(pan, [SegmentInfo(1, ROAD, 42, [0, 0, 7, 6])], SPACE)
+    t = targets_from_panoptic(pan, [Segment(1, ROAD, 42, (0, 0, 7, 6))], SPACE)
     assert t["boxes"].shape == (0, 4) and t["classes"].shape == (0,) and t["masks"].shape == (0, 6, 7)
     assert (t["semantic"] == ROAD).all()
 
@@ -65,13 +65,13 @@ def test_segment_geometry_matches_per_segment_measurement():
     area, boxes = segment_geometry(pan, ids)
     ref = {s.id: s for s in segments_from_map(pan, {i: 0 for i in ids[:-1]})}
     for i, seg_id in enumerate(ids[:-1]):
-        assert area[i] == ref[seg_id].area and boxes[i].tolist() == ref[seg_id].bbox
+        assert area[i] == ref[seg_id].area_px and tuple(boxes[i].tolist()) == ref[seg_id].bbox_xywh
     assert area[-1] == 0 and boxes[-1].tolist() == [0, 0, 0, 0]
 
 
 def test_bad_categories_are_named():
     pan = np.ones((3, 3), np.int32)
     with pytest.raises(InputError, match="segment 1 has category 40"):
-        targets_from_panoptic(pan, [SegmentInfo(1, 40, 9, [0, 0, 3, 3])], SPACE)
+        targets_from_panoptic(pan, [Segment(1, 40, 9, (0, 0, 3, 3))], SPACE)
     with pytest.raises(InputError, match=r"\[H, W\]"):
         targets_from_panoptic(np.ones((3, 3, 1), np.int32), [], SPACE)

@@ -12,10 +12,11 @@ import genpy  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
+from panoptic_perception.data.panoptic_io import Segment  # noqa: E402
 from panoptic_perception.errors import InputError  # noqa: E402
+from panoptic_perception.geometry.objects import Footprint, GroundObject  # noqa: E402
 from panoptic_perception.labels import load_label_space  # noqa: E402
 from panoptic_perception.ros import visualization as vis  # noqa: E402
-from panoptic_perception.ros.conversions import ObjectRecord, SegmentRecord  # noqa: E402
 
 CITY = load_label_space("cityscapes")
 STAMP = genpy.Time(100, 5)
@@ -34,9 +35,9 @@ def _scene():
     seg[20:40, 10:30] = 7
     cat[15:45, 50:60] = PERSON
     seg[15:45, 50:60] = 9
-    segments = [SegmentRecord(id=1, category_id=ROAD, area_px=int((seg == 1).sum())),
-                SegmentRecord(id=7, category_id=CAR, score=0.93, bbox_xywh=(10, 20, 20, 20)),
-                {"id": 9, "category_id": PERSON, "score": 0.61, "bbox": [50, 15, 10, 30]}]
+    segments = [Segment(id=1, category_id=ROAD, area_px=int((seg == 1).sum())),
+                Segment(id=7, category_id=CAR, score=0.93, bbox_xywh=(10, 20, 20, 20)),
+                Segment(id=9, category_id=PERSON, score=0.61, bbox_xywh=(50, 15, 10, 30))]
     return rgb, cat, seg, segments
 
 
@@ -100,9 +101,14 @@ def test_footprint_corners_follow_yaw():
 
 
 def test_markers_start_with_deleteall_and_use_segment_ids():
-    objects = [ObjectRecord(segment_id=7, category_id=CAR, score=0.9, x_m=12.0, y_m=-1.0, yaw_rad=0.0,
-                            length_m=4.0, width_m=1.8),
-               {"segment_id": 9, "category_id": PERSON, "score": 0.6, "x_m": 8.0, "y_m": 3.0}]
+    objects = [GroundObject(segment_id=7, category=CAR, class_name="car", score=0.9,
+                            footprint=Footprint(x_m=12.0, y_m=-1.0, length_m=4.0, width_m=1.8, heading_rad=0.0),
+                            range_m=12.0, covariance_xy=(0.1, 0.0, 0.0, 0.1), contact_columns=5,
+                            contact_visible=True, truncated=False),
+               GroundObject(segment_id=9, category=PERSON, class_name="person", score=0.6,
+                            footprint=Footprint(x_m=8.0, y_m=3.0, length_m=0.6, width_m=0.6, heading_rad=0.0),
+                            range_m=8.5, covariance_xy=(0.1, 0.0, 0.0, 0.1), contact_columns=5,
+                            contact_visible=True, truncated=False)]
     header = Header(stamp=STAMP, frame_id="camera_color_left")
     array = vis.objects_to_markers(objects, header, "base_link", CITY)
     first = array.markers[0]

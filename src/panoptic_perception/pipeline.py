@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from panoptic_perception.config import load_dataclass, load_yaml
+from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.errors import ConfigError, InputError, PerceptionError
 from panoptic_perception.geometry.camera import Camera
 from panoptic_perception.labels import LabelSpace, load_label_space
@@ -87,17 +88,6 @@ def fit_pad_size(height_px: int, width_px: int, input_h: int, input_w: int, shor
     if fit < 1.0 or shortest_edge_px <= 0:
         new_h, new_w = new_h * fit, new_w * fit
     return (max(1, min(input_h, int(new_h + 0.5))), max(1, min(input_w, int(new_w + 0.5))))
-
-
-@dataclass
-class Segment:
-    id: int
-    category_id: int
-    category_name: str
-    is_thing: bool
-    score: float
-    area_px: int
-    bbox_xywh: tuple  # x, y, width, height in image pixels
 
 
 @dataclass

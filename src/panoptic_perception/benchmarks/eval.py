@@ -16,6 +16,8 @@ from typing import List, Tuple
 
 import numpy as np
 
+from panoptic_perception.data.panoptic_io import PanopticAnnotation, Segment, categories_json
+
 HELP = "PQ evaluation of N synthetic 1242x375 frames from PNG + JSON (default 500 frames)"
 
 # cityscapes train ids
@@ -94,9 +96,8 @@ def synth_frame(rng: np.random.Generator, height: int, width: int
         pred_cats[next_id + 1] = int(rng.choice(_THINGS))
         next_id += 1
     present_g, present_p = set(np.unique(gt).tolist()), set(np.unique(pred).tolist())
-    gt_segs = [{"id": k, "category_id": v, "iscrowd": int(k == crowd_id)} for k, v in cats.items()
-               if k in present_g]
-    pred_segs = [{"id": k, "category_id": v, "iscrowd": 0} for k, v in pred_cats.items() if k in present_p]
+    gt_segs = [Segment(id=k, category_id=v, iscrowd=k == crowd_id) for k, v in cats.items() if k in present_g]
+    pred_segs = [Segment(id=k, category_id=v) for k, v in pred_cats.items() if k in present_p]
     return gt, gt_segs, pred, pred_segs
 
 
@@ -109,7 +110,6 @@ def _write_png(path: Path, ids: np.ndarray) -> None:
 
 
 def write_dataset(root: Path, frames: int, height: int, width: int, seed: int) -> Tuple[Path, Path]:
-    from panoptic_perception.data.panoptic_io import categories_json
     from panoptic_perception.labels import load_label_space
 
     rng = np.random.default_rng(seed)
@@ -125,7 +125,7 @@ def write_dataset(root: Path, frames: int, height: int, width: int, seed: int) -
             png = f"{name}.png"
             _write_png(root / kind / png, ids)
             out[kind]["images"].append({"id": name, "file_name": png, "width": width, "height": height})
-            out[kind]["annotations"].append({"image_id": name, "file_name": png, "segments_info": segs})
+            out[kind]["annotations"].append(PanopticAnnotation(name, png, segs).to_coco())
     for kind in ("gt", "pred"):
         (root / f"{kind}.json").write_text(json.dumps(out[kind]))
     return root / "gt.json", root / "pred.json"

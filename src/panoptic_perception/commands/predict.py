@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     from panoptic_perception.commands._outputs import check_writable
     from panoptic_perception.data.datasets import read_rgb
-    from panoptic_perception.data.panoptic_io import PanopticWriter, SegmentInfo
+    from panoptic_perception.data.panoptic_io import PanopticWriter
     from panoptic_perception.pipeline import Pipeline, load_pipeline_config
 
     if args.max_frames is not None and args.max_frames < 1:
@@ -80,14 +80,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"predict: skipped {path}: {exc}", flush=True)
                 skipped += 1
                 continue
-            segments = []
-            for seg in result.segments:
-                x, y, w, h = seg.bbox_xywh
-                segments.append(SegmentInfo(id=seg.id, category_id=seg.category_id, area=seg.area_px,
-                                            bbox=[x, y, w, h], score=seg.score))
             if writer is None:
                 writer = PanopticWriter(args.out / "panoptic.json", args.out / "panoptic", pipeline.label_space)
-            writer.add(image_id, path.name, result.segment_map, segments)
+            writer.add(image_id, path.name, result.segment_map, result.segments)
             written += 1
             if (index + 1) % 10 == 0:
                 print(f"predict: {index + 1}/{len(images)} frames", flush=True)

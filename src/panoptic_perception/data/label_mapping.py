@@ -11,14 +11,14 @@ training and evaluation). Several sources may land on one target:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from panoptic_perception.config import load_dataclass, named_config_file
-from panoptic_perception.data.panoptic_io import SegmentInfo
+from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.data.targets import dense_index, segment_geometry
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.labels import LabelSpace, load_label_space
@@ -67,28 +67,26 @@ class LabelMapping:
         return self.to_target.get(int(source_category))
 
     def apply(
-        self, panoptic: np.ndarray, segments: Sequence[SegmentInfo]
-    ) -> Tuple[np.ndarray, List[SegmentInfo]]:
+        self, panoptic: np.ndarray, segments: Sequence[Segment]
+    ) -> Tuple[np.ndarray, List[Segment]]:
         """Remapped (panoptic int32 [H, W], segments in target ids with measured area / bbox)."""
         panoptic = np.asarray(panoptic)
         thing_targets = set(self.space.thing_ids)
         new_id = np.zeros(len(segments) + 1, dtype=np.int64)  # dense index -> output segment id
-        out: Dict[int, SegmentInfo] = {}
+        out: Dict[int, Segment] = {}
         stuff_owner: Dict[int, int] = {}  # target stuff class -> its one segment id
         for k, seg in enumerate(segments):
             target = self.target_of(seg.category_id)
             if target is None:
                 continue  # stays VOID
             if target in thing_targets:
-                crowd = int(
-                    bool(seg.iscrowd) or (self.source_things and seg.category_id not in self.source_things)
-                )
+                crowd = bool(seg.iscrowd) or bool(self.source_things and seg.category_id not in self.source_things)
                 out_id = int(seg.id)
-                out[out_id] = SegmentInfo(out_id, target, 0, [0, 0, 0, 0], iscrowd=crowd, score=seg.score)
+                out[out_id] = Segment(out_id, target, iscrowd=crowd, score=seg.score)
             else:
                 out_id = stuff_owner.setdefault(target, int(seg.id))
                 if out_id not in out:
-                    out[out_id] = SegmentInfo(out_id, target, 0, [0, 0, 0, 0], iscrowd=0, score=seg.score)
+                    out[out_id] = Segment(out_id, target, score=seg.score)
             new_id[k + 1] = out_id
         mapped = new_id[dense_index(panoptic, [s.id for s in segments])].astype(np.int32)
         ids = sorted(out)
@@ -98,9 +96,7 @@ class LabelMapping:
             if a == 0:
                 continue
             seg = out[seg_id]
-            result.append(
-                SegmentInfo(seg_id, seg.category_id, int(a), [int(v) for v in box], seg.iscrowd, seg.score)
-            )
+            result.append(replace(seg, area_px=int(a), bbox_xywh=tuple(int(v) for v in box)))
         return mapped, result
 
 

@@ -4,9 +4,9 @@ cityscapesScripts read."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -32,26 +32,54 @@ def rgb2id(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
-@dataclass
-class SegmentInfo:
-    id: int
-    category_id: int
-    area: int
-    bbox: List[int]  # x, y, width, height (COCO convention)
-    iscrowd: int = 0
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a panoptic frame: what the Pipeline returns, the COCO panoptic files hold
+    (`segments_info` entries), PQ scores and the ROS conversion publishes."""
+
+    id: int  # >= 1; 0 is void
+    category_id: int  # in the label space of the frame
+    area_px: int = 0
+    bbox_xywh: Tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, width, height in pixels (COCO)
     score: float = 1.0
+    iscrowd: bool = False
+    category_name: str = ""  # "" = the label space's name for category_id
+    is_thing: Optional[bool] = None  # None = the label space's
+    track_id: int = 0  # persistent id of the tracked thing across frames; 0 = not tracked
+
+    def to_coco(self) -> dict:
+        """A COCO panoptic `segments_info` entry (panopticapi's keys, plus score)."""
+        return {"id": self.id, "category_id": self.category_id, "area": self.area_px,
+                "bbox": list(self.bbox_xywh), "iscrowd": int(self.iscrowd), "score": self.score}
+
+    @classmethod
+    def from_coco(cls, info: Mapping[str, Any], where: str) -> Segment:
+        """From a `segments_info` entry; InputError naming `where` and the entry when it is malformed."""
+        try:
+            bbox = tuple(int(v) for v in info.get("bbox", (0, 0, 0, 0)))
+            if len(bbox) != 4:
+                raise ValueError("bbox needs 4 values")
+            return cls(id=int(info["id"]), category_id=int(info["category_id"]), area_px=int(info.get("area", 0)),
+                       bbox_xywh=bbox, score=float(info.get("score", 1.0)),
+                       iscrowd=bool(int(info.get("iscrowd", 0))))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{where}: bad segments_info entry {info!r}: {exc}") from exc
 
 
 @dataclass
 class PanopticAnnotation:
     image_id: str
     file_name: str  # the panoptic PNG's name inside the PNG folder
-    segments_info: List[SegmentInfo] = field(default_factory=list)
+    segments_info: List[Segment] = field(default_factory=list)
+
+    def to_coco(self) -> dict:
+        return {"image_id": self.image_id, "file_name": self.file_name,
+                "segments_info": [s.to_coco() for s in self.segments_info]}
 
 
 def segments_from_map(segment_ids: np.ndarray, categories: Dict[int, int],
                       scores: Dict[int, float] | None = None,
-                      crowd: Iterable[int] = ()) -> List[SegmentInfo]:
+                      crowd: Iterable[int] = ()) -> List[Segment]:
     """Segment table (area, bbox) measured from an id map; `categories` maps id -> category."""
     ids = np.asarray(segment_ids)
     crowd = set(crowd)
@@ -63,10 +91,10 @@ def segments_from_map(segment_ids: np.ndarray, categories: Dict[int, int],
         if seg_id not in categories:
             raise InputError(f"segment id {seg_id} in the map has no category")
         x0, y0 = int(xs.min()), int(ys.min())
-        infos.append(SegmentInfo(
-            id=seg_id, category_id=int(categories[seg_id]), area=int(len(xs)),
-            bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
-            iscrowd=int(seg_id in crowd), score=float((scores or {}).get(seg_id, 1.0))))
+        infos.append(Segment(
+            id=seg_id, category_id=int(categories[seg_id]), area_px=int(len(xs)),
+            bbox_xywh=(x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1),
+            iscrowd=seg_id in crowd, score=float((scores or {}).get(seg_id, 1.0))))
     return infos
 
 
@@ -89,7 +117,7 @@ class PanopticWriter:
         self.annotations: List[PanopticAnnotation] = []
 
     def add(self, image_id: str, image_file_name: str, segment_ids: np.ndarray,
-            segments: Sequence[SegmentInfo]) -> None:
+            segments: Sequence[Segment]) -> None:
         height, width = segment_ids.shape
         png_name = f"{image_id}.png"
         Image.fromarray(id2rgb(segment_ids)).save(self.png_dir / png_name)
@@ -99,7 +127,7 @@ class PanopticWriter:
     def close(self) -> None:
         payload = {
             "images": self.images,
-            "annotations": [asdict(a) for a in self.annotations],
+            "annotations": [a.to_coco() for a in self.annotations],
             "categories": categories_json(self.space),
         }
         tmp = self.json_path.with_suffix(".json.tmp")

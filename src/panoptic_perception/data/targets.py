@@ -16,11 +16,12 @@ loaders, the label mapping and the augmentation use it to keep segments_info exa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from panoptic_perception.data.panoptic_io import SegmentInfo
+from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.errors import InputError
 from panoptic_perception.labels import LabelSpace
 
@@ -63,29 +64,20 @@ def segment_geometry(panoptic: np.ndarray, segment_ids: Sequence[int]) -> Tuple[
 
 
 def remeasure(
-    panoptic: np.ndarray, segments: Sequence[SegmentInfo], drop_empty: bool = True
-) -> List[SegmentInfo]:
+    panoptic: np.ndarray, segments: Sequence[Segment], drop_empty: bool = True
+) -> List[Segment]:
     """Segments with area and bbox measured from `panoptic`; segments with no pixels dropped."""
     area, boxes = segment_geometry(panoptic, [s.id for s in segments])
     out = []
     for seg, a, box in zip(segments, area.tolist(), boxes.tolist()):
         if a == 0 and drop_empty:
             continue
-        out.append(
-            SegmentInfo(
-                id=seg.id,
-                category_id=seg.category_id,
-                area=int(a),
-                bbox=[int(v) for v in box],
-                iscrowd=seg.iscrowd,
-                score=seg.score,
-            )
-        )
+        out.append(replace(seg, area_px=int(a), bbox_xywh=tuple(int(v) for v in box)))
     return out
 
 
 def targets_from_panoptic(
-    panoptic: np.ndarray, segments: Sequence[SegmentInfo], label_space: LabelSpace, min_area_px: int = 1
+    panoptic: np.ndarray, segments: Sequence[Segment], label_space: LabelSpace, min_area_px: int = 1
 ) -> Dict[str, np.ndarray]:
     """Instance and semantic training targets of one image (see the module docstring).
 

@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
-from panoptic_perception.data.panoptic_io import read_panoptic_json, read_panoptic_png
+from panoptic_perception.data.panoptic_io import Segment, read_panoptic_json, read_panoptic_png
 from panoptic_perception.errors import InputError
 from panoptic_perception.eval.miou import iou_from_confusion, mean_iou
 from panoptic_perception.labels import Category, LabelSpace
@@ -123,12 +123,6 @@ class PQResult:
         raise KeyError(name)
 
 
-def _seg_get(seg: Any, key: str, default: Any = None) -> Any:
-    if isinstance(seg, Mapping):
-        return seg.get(key, default)
-    return getattr(seg, key, default)
-
-
 class PQAccumulator:
     """Sums per-class TP / FP / FN / IoU and a semantic confusion matrix over images.
 
@@ -149,7 +143,7 @@ class PQAccumulator:
         self.num_images = 0
 
     # ---------------------------------------------------------------- per image
-    def _table(self, segments: Sequence[Any], what: str, image_id: str, void_listable: bool = False
+    def _table(self, segments: Sequence[Segment], what: str, image_id: str, void_listable: bool = False
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Segment ids sorted ascending, their category indices and crowd flags. With `void_listable`
         (predictions), an entry with id 0 is a regular segment, as panopticapi treats it."""
@@ -158,11 +152,10 @@ class PQAccumulator:
         cats = np.empty(n, dtype=np.int64)
         crowd = np.zeros(n, dtype=bool)
         for k, seg in enumerate(segments):
-            seg_id = _seg_get(seg, "id")
-            cat_id = _seg_get(seg, "category_id")
-            if seg_id is None or cat_id is None:
-                raise InputError(f"{what} of image {image_id}: segment {seg!r} needs 'id' and 'category_id'")
-            seg_id, cat_id = int(seg_id), int(cat_id)
+            if not isinstance(seg, Segment):
+                raise InputError(f"{what} of image {image_id}: {seg!r} is not a panoptic_io.Segment (read COCO "
+                                 f"segments_info entries with Segment.from_coco)")
+            seg_id, cat_id = seg.id, seg.category_id
             if seg_id == VOID_ID and not void_listable:
                 raise InputError(f"{what} of image {image_id}: segment id 0 is reserved for VOID")
             if cat_id not in self._index:
@@ -170,7 +163,7 @@ class PQAccumulator:
                                  f"{cat_id} (known: {sorted(self._index)})")
             ids[k] = seg_id
             cats[k] = self._index[cat_id]
-            crowd[k] = bool(int(_seg_get(seg, "iscrowd", 0) or 0))
+            crowd[k] = seg.iscrowd
         order = np.argsort(ids, kind="stable")
         ids, cats, crowd = ids[order], cats[order], crowd[order]
         if n > 1 and np.any(ids[1:] == ids[:-1]):
@@ -204,9 +197,9 @@ class PQAccumulator:
                              f"PNG but have no segments_info entry")
         return dense
 
-    def add(self, gt_map: np.ndarray, gt_segments: Sequence[Any], pred_map: np.ndarray,
-            pred_segments: Sequence[Any], image_id: str = "?") -> None:
-        """Add one image. Segments are SegmentInfo objects or COCO `segments_info` dicts."""
+    def add(self, gt_map: np.ndarray, gt_segments: Sequence[Segment], pred_map: np.ndarray,
+            pred_segments: Sequence[Segment], image_id: str = "?") -> None:
+        """Add one image."""
         gt_map = np.asarray(gt_map)
         pred_map = np.asarray(pred_map)
         if gt_map.ndim != 2 or gt_map.shape != pred_map.shape:
@@ -314,6 +307,10 @@ def _evaluate_jobs(categories: List[EvalCategory], jobs: Sequence[_Job]) -> PQAc
     return acc
 
 
+def _segments(annotation: Mapping[str, Any], where: str) -> List[Segment]:
+    return [Segment.from_coco(info, where) for info in annotation.get("segments_info", [])]
+
+
 def _annotation_jobs(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str
                      ) -> Tuple[List[_Job], List[dict]]:
 
@@ -337,8 +334,8 @@ def _annotation_jobs(gt_json: str, gt_dir: str, pred_json: str, pred_dir: str
         for png, what in ((gt_png, "ground truth"), (pred_png, "prediction")):
             if not png.is_file():
                 raise InputError(f"{what} PNG for image {image_id} not found: {png}")
-        jobs.append((image_id, str(gt_png), list(ann.get("segments_info", [])),
-                     str(pred_png), list(p_ann.get("segments_info", []))))
+        jobs.append((image_id, str(gt_png), _segments(ann, f"{gt_json} image {image_id}"),
+                     str(pred_png), _segments(p_ann, f"{pred_json} image {image_id}")))
     if not jobs:
         raise InputError(f"{gt_json} has no annotations to evaluate")
     return jobs, gt["categories"]

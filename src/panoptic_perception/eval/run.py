@@ -20,8 +20,7 @@ def evaluate_pipeline(pipeline, dataset, label_space: LabelSpace, max_frames: Op
     for index in range(count):
         sample = dataset[index]
         result = pipeline.process(sample["image"])
-        pred_segments = [{"id": s.id, "category_id": s.category_id, "iscrowd": 0} for s in result.segments]
-        acc.add(sample["panoptic"], sample["segments"], result.segment_map, pred_segments,
+        acc.add(sample["panoptic"], sample["segments"], result.segment_map, result.segments,
                 image_id=str(sample.get("image_id", index)))
     return acc.result()
 

@@ -6,9 +6,8 @@ through cv_bridge) and `sensor_msgs/CompressedImage` become an RGB uint8 (H, W, 
 `sensor_msgs/CameraInfo` becomes `geometry.camera.Intrinsics`. A message that cannot be used
 raises InputError naming what is wrong, so the node can log it (throttled) and skip the frame.
 
-Outputs are built from plain numpy arrays and the small records below, so this module does not
-depend on the Pipeline's class names: anything with the documented attribute names (or a dict
-with those keys, or `data.panoptic_io.SegmentInfo`) is accepted.
+Outputs are built from numpy arrays and the core's records: `data.panoptic_io.Segment` (the one
+segment record), `geometry.objects.GroundObject`, `geometry.grid.GridGeometry`.
 
 Stamps and frames (docs/ARCHITECTURE.md): image-like outputs copy the input image's header (stamp AND
 frame_id); grid and objects take the input stamp with the vehicle frame. Nothing here reads the
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,9 +30,11 @@ from nav_msgs.msg import MapMetaData, OccupancyGrid
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
+from panoptic_perception.data.panoptic_io import Segment as PanopticSegment
 from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.camera import Intrinsics
 from panoptic_perception.geometry.grid import GridGeometry
+from panoptic_perception.geometry.objects import GroundObject
 from panoptic_perception.msg import DetectedObject, DetectedObjects, PanopticSegmentation, Segment
 
 # encoding -> (channels, cv2 conversion code name to RGB or None when already RGB)
@@ -52,122 +52,11 @@ _INPUT_ENCODINGS = {
 SUPPORTED_ENCODINGS: Tuple[str, ...] = tuple(_INPUT_ENCODINGS)
 
 
-# ----------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class SegmentRecord:
-    """One row of a frame's segment table; bbox is (x, y, width, height) in pixels (COCO)."""
-
-    id: int
-    category_id: int
-    score: float = 1.0
-    area_px: int = 0
-    bbox_xywh: Tuple[int, int, int, int] = (0, 0, 0, 0)
-    name: str = ""
-    is_thing: Optional[bool] = None  # None: taken from the label space
-
-
-@dataclass(frozen=True)
-class ObjectRecord:
-    """A thing on the ground in the vehicle frame."""
-
-    segment_id: int
-    category_id: int
-    score: float
-    x_m: float
-    y_m: float
-    yaw_rad: float = 0.0
-    length_m: float = 0.0
-    width_m: float = 0.0
-    position_sigma_m: float = 0.0
-    name: str = ""
-
-
-def _get(obj: Any, names: Sequence[str], default: Any = None) -> Any:
-    for name in names:
-        if isinstance(obj, dict):
-            if name in obj:
-                return obj[name]
-        elif hasattr(obj, name):
-            return getattr(obj, name)
-    return default
-
-
-def as_segment_record(obj: Any) -> SegmentRecord:
-    """SegmentRecord from a SegmentRecord, a panoptic_io.SegmentInfo, a COCO segments_info dict,
-    or any object with id, category_id and optionally score, area(_px), bbox(_xywh), name, is_thing."""
-    if isinstance(obj, SegmentRecord):
-        return obj
-    seg_id = _get(obj, ("id", "segment_id"))
-    category_id = _get(obj, ("category_id",))
-    if seg_id is None or category_id is None:
-        raise InputError(f"segment {obj!r} has no id or category_id")
-    bbox = _get(obj, ("bbox_xywh", "bbox"), (0, 0, 0, 0))
-    if len(bbox) != 4:
-        raise InputError(f"segment {seg_id}: bbox must be (x, y, width, height), got {bbox!r}")
-    is_thing = _get(obj, ("is_thing", "isthing"))
-    return SegmentRecord(
-        id=int(seg_id), category_id=int(category_id), score=float(_get(obj, ("score",), 1.0)),
-        area_px=int(_get(obj, ("area_px", "area"), 0)), bbox_xywh=tuple(int(v) for v in bbox),
-        name=str(_get(obj, ("name", "category_name"), "") or ""),
-        is_thing=None if is_thing is None else bool(is_thing),
-    )
-
-
-_OBJECT_FIELDS = {  # ObjectRecord field -> accepted names, first match wins
-    "segment_id": ("segment_id",),
-    "category_id": ("category_id", "category"),
-    "score": ("score",),
-    "x_m": ("x_m",),
-    "y_m": ("y_m",),
-    "yaw_rad": ("yaw_rad", "heading_rad"),
-    "length_m": ("length_m",),
-    "width_m": ("width_m",),
-    "position_sigma_m": ("position_sigma_m",),
-}
-_OBJECT_REQUIRED = ("segment_id", "category_id", "score", "x_m", "y_m")
-
-
-def as_object_record(obj: Any) -> ObjectRecord:
-    """ObjectRecord from an ObjectRecord, geometry.objects.GroundObject (size and heading from its
-    footprint), a dict, or any object with the ObjectRecord attribute names."""
-    if isinstance(obj, ObjectRecord):
-        return obj
-    footprint = _get(obj, ("footprint",))
-    values = {}
-    for name, aliases in _OBJECT_FIELDS.items():
-        value = _get(obj, aliases)
-        if value is None and footprint is not None:
-            value = _get(footprint, aliases)
-        if value is None:
-            if name in _OBJECT_REQUIRED:
-                raise InputError(f"object {obj!r} has no {name}")
-            continue
-        values[name] = int(value) if name in ("segment_id", "category_id") else float(value)
-    values["name"] = str(_get(obj, ("name", "category_name", "class_name"), "") or "")
-    return ObjectRecord(**values)
-
-
 def to_numpy(array: Any) -> np.ndarray:
     """numpy view of an array or a (CPU or CUDA) torch tensor."""
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     return np.asarray(array)
-
-
-def as_grid_geometry(obj: Any) -> GridGeometry:
-    """geometry.grid.GridGeometry from any object or dict with resolution_m, origin_x_m, origin_y_m,
-    width, height (a GridResult qualifies)."""
-    if isinstance(obj, GridGeometry):
-        return obj
-    try:
-        return GridGeometry(float(_get(obj, ("resolution_m",))), float(_get(obj, ("origin_x_m",))),
-                            float(_get(obj, ("origin_y_m",))), int(_get(obj, ("width",))),
-                            int(_get(obj, ("height",))))
-    except TypeError as exc:
-        raise InputError(f"grid geometry {obj!r} lacks resolution_m, origin_x_m, origin_y_m, width or "
-                         f"height") from exc
 
 
 # ----------------------------------------------------------------------------- headers
@@ -382,19 +271,18 @@ def segment_map_to_image_msg(segment_map: np.ndarray, header: Header) -> Image:
     return image_msg(segment_map, "32SC1", header)
 
 
-def panoptic_to_msg(segment_map: np.ndarray, segments: Sequence[Any], header: Header,
+def panoptic_to_msg(segment_map: np.ndarray, segments: Sequence[PanopticSegment], header: Header,
                     label_space: Any) -> PanopticSegmentation:
     """Segment-id map plus segment table -> PanopticSegmentation with the input image's header.
 
     `label_space` (labels.LabelSpace) names the ids and fills name / is_thing where a segment
-    record leaves them out.
+    leaves them out.
     """
     categories = label_space.categories
     msg = PanopticSegmentation(header=header, label_space=label_space.name,
                                panoptic=segment_map_to_image_msg(segment_map, header))
     out: List[Segment] = []
-    for raw in segments:
-        seg = as_segment_record(raw)
+    for seg in segments:
         if seg.id <= 0:
             raise InputError(f"segment id {seg.id} is invalid: ids are >= 1, 0 is void")
         if not 0 <= seg.category_id < len(categories):
@@ -403,7 +291,7 @@ def panoptic_to_msg(segment_map: np.ndarray, segments: Sequence[Any], header: He
         category = categories[seg.category_id]
         x, y, w, h = seg.bbox_xywh
         out.append(Segment(
-            id=seg.id, category_id=seg.category_id, category_name=seg.name or category.name,
+            id=seg.id, category_id=seg.category_id, category_name=seg.category_name or category.name,
             is_thing=category.is_thing if seg.is_thing is None else seg.is_thing,
             score=seg.score, area=seg.area_px,
             bbox=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0), height=max(h, 0)),
@@ -412,8 +300,7 @@ def panoptic_to_msg(segment_map: np.ndarray, segments: Sequence[Any], header: He
     return msg
 
 
-def _grid_msg(cells: np.ndarray, geometry: Any, header: Header, vehicle_frame: str) -> OccupancyGrid:
-    geom = as_grid_geometry(geometry)
+def _grid_msg(cells: np.ndarray, geom: GridGeometry, header: Header, vehicle_frame: str) -> OccupancyGrid:
     if cells.shape != (geom.height, geom.width):
         raise InputError(f"grid array is {cells.shape} (rows, cols) but the geometry says "
                          f"{geom.height} rows x {geom.width} columns")
@@ -426,7 +313,7 @@ def _grid_msg(cells: np.ndarray, geometry: Any, header: Header, vehicle_frame: s
     return OccupancyGrid(header=grid_header, info=info, data=cells.ravel().tolist())
 
 
-def occupancy_to_msg(occupancy: np.ndarray, geometry: Any, header: Header,
+def occupancy_to_msg(occupancy: np.ndarray, geometry: GridGeometry, header: Header,
                      vehicle_frame: str) -> OccupancyGrid:
     """int8 [height, width] (-1 unknown, 0 free, 100 occupied) -> OccupancyGrid in the vehicle frame,
     stamped with the input image's stamp."""
@@ -439,7 +326,7 @@ def occupancy_to_msg(occupancy: np.ndarray, geometry: Any, header: Header,
     return _grid_msg(occupancy.astype(np.int8, copy=False), geometry, header, vehicle_frame)
 
 
-def class_grid_to_msg(class_grid: np.ndarray, geometry: Any, header: Header,
+def class_grid_to_msg(class_grid: np.ndarray, geometry: GridGeometry, header: Header,
                       vehicle_frame: str) -> OccupancyGrid:
     """uint8 [height, width] class ids (255 unknown) -> OccupancyGrid whose int8 cells are the same bytes."""
     class_grid = to_numpy(class_grid)
@@ -448,19 +335,15 @@ def class_grid_to_msg(class_grid: np.ndarray, geometry: Any, header: Header,
     return _grid_msg(class_grid.view(np.int8), geometry, header, vehicle_frame)
 
 
-def objects_to_msg(objects: Sequence[Any], header: Header, vehicle_frame: str,
-                   label_space: Any = None) -> DetectedObjects:
+def objects_to_msg(objects: Sequence[GroundObject], header: Header, vehicle_frame: str) -> DetectedObjects:
     """Ground objects -> DetectedObjects with the input stamp and the vehicle frame."""
     out = DetectedObjects(header=copy_header(header, frame_id=vehicle_frame))
-    for raw in objects:
-        obj = as_object_record(raw)
-        name = obj.name
-        if not name and label_space is not None and 0 <= obj.category_id < len(label_space.categories):
-            name = label_space.categories[obj.category_id].name
+    for obj in objects:
+        footprint = obj.footprint
         out.objects.append(DetectedObject(
-            segment_id=obj.segment_id, category_id=obj.category_id, category_name=name, score=obj.score,
-            position=Point(x=obj.x_m, y=obj.y_m, z=0.0), yaw_rad=obj.yaw_rad, length_m=obj.length_m,
-            width_m=obj.width_m, position_sigma_m=obj.position_sigma_m,
+            segment_id=obj.segment_id, category_id=obj.category, category_name=obj.class_name, score=obj.score,
+            position=Point(x=footprint.x_m, y=footprint.y_m, z=0.0), yaw_rad=footprint.heading_rad,
+            length_m=footprint.length_m, width_m=footprint.width_m, position_sigma_m=obj.position_sigma_m,
         ))
     return out
 
@@ -468,7 +351,7 @@ def objects_to_msg(objects: Sequence[Any], header: Header, vehicle_frame: str,
 # ----------------------------------------------------------------------------- reading outputs back
 
 
-def panoptic_msg_to_numpy(msg: PanopticSegmentation) -> Tuple[np.ndarray, List[SegmentRecord]]:
+def panoptic_msg_to_numpy(msg: PanopticSegmentation) -> Tuple[np.ndarray, List[PanopticSegment]]:
     """PanopticSegmentation -> (int32 segment map, segment table): what a consumer decodes."""
     image = msg.panoptic
     if image.encoding != "32SC1":
@@ -479,9 +362,9 @@ def panoptic_msg_to_numpy(msg: PanopticSegmentation) -> Tuple[np.ndarray, List[S
         raise InputError(f"panoptic image: {len(data)} bytes do not match step {image.step} x {image.height}")
     rows = np.frombuffer(data, dtype=np.uint8).reshape(image.height, image.step)[:, :4 * image.width]
     ids = np.ascontiguousarray(rows).view(dtype).reshape(image.height, image.width).astype(np.int32)
-    segments = [SegmentRecord(id=s.id, category_id=s.category_id, score=s.score, area_px=s.area,
-                              bbox_xywh=(s.bbox.x_offset, s.bbox.y_offset, s.bbox.width, s.bbox.height),
-                              name=s.category_name, is_thing=s.is_thing) for s in msg.segments]
+    segments = [PanopticSegment(id=s.id, category_id=s.category_id, score=s.score, area_px=s.area,
+                                bbox_xywh=(s.bbox.x_offset, s.bbox.y_offset, s.bbox.width, s.bbox.height),
+                                category_name=s.category_name, is_thing=s.is_thing) for s in msg.segments]
     return ids, segments
 
 

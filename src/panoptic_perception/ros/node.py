@@ -284,7 +284,7 @@ class PanopticNode:
                 self.pub_class_grid.publish(
                     conv.class_grid_to_msg(grid.class_grid, grid.geometry, header, frame))
             if self.pub_objects.get_num_connections():
-                self.pub_objects.publish(conv.objects_to_msg(grid.objects, header, frame, self.label_space))
+                self.pub_objects.publish(conv.objects_to_msg(grid.objects, header, frame))
             if self.pub_markers.get_num_connections():
                 self.pub_markers.publish(objects_to_markers(grid.objects, header, frame, self.label_space))
         timings = dict(result.timings_ms)

@@ -19,8 +19,10 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.errors import InputError
-from panoptic_perception.ros.conversions import as_object_record, as_segment_record, copy_header, to_numpy
+from panoptic_perception.geometry.objects import GroundObject
+from panoptic_perception.ros.conversions import copy_header, to_numpy
 
 FOOTPRINT_NS = "footprints"
 LABEL_NS = "labels"
@@ -65,7 +67,7 @@ def draw_overlay(rgb: np.ndarray, category_map: np.ndarray, segment_map: Optiona
     """Camera image with class colours blended in (void pixels untouched), white outlines around
     thing segments and "name score" labels at their boxes. Returns a new (H, W, 3) uint8 RGB array.
 
-    `segments`: records as accepted by `conversions.as_segment_record`; only things get labels.
+    `segments`: the frame's segment table (data.panoptic_io.Segment); only things get labels.
     Thing pixels are found through the category map (a per-class lookup, much cheaper than
     matching segment ids), so the two maps must agree, as the pipeline's outputs do.
     """
@@ -99,14 +101,12 @@ def draw_overlay(rgb: np.ndarray, category_map: np.ndarray, segment_map: Optiona
     outline = _boundaries(segment_map) & cv2.LUT(category_map, thing_lut).view(bool)
     cv2.bitwise_or(blended, np.full_like(blended, 255), dst=blended, mask=outline.view(np.uint8))
     if draw_labels:
-        records = [as_segment_record(s) for s in segments]
+        def is_thing(seg: Segment) -> bool:
+            if seg.is_thing is not None:
+                return seg.is_thing
+            return 0 <= seg.category_id < len(categories) and categories[seg.category_id].is_thing
 
-        def is_thing(rec: Any) -> bool:
-            if rec.is_thing is not None:
-                return rec.is_thing
-            return 0 <= rec.category_id < len(categories) and categories[rec.category_id].is_thing
-
-        _draw_labels(blended, [r for r in records if is_thing(r)], categories)
+        _draw_labels(blended, [s for s in segments if is_thing(s)], categories)
     return blended
 
 
@@ -114,7 +114,7 @@ def _category_name(categories: Sequence[Any], category_id: int) -> str:
     return categories[category_id].name if 0 <= category_id < len(categories) else "?"
 
 
-def _draw_labels(image: np.ndarray, things: Sequence[Any], categories: Sequence[Any]) -> None:
+def _draw_labels(image: np.ndarray, things: Sequence[Segment], categories: Sequence[Any]) -> None:
     import cv2
 
     height, width = image.shape[:2]
@@ -122,7 +122,7 @@ def _draw_labels(image: np.ndarray, things: Sequence[Any], categories: Sequence[
     scale = max(0.35, min(1.0, height / 600.0))
     thickness = 1
     for rec in sorted(things, key=lambda r: r.score):  # best on top
-        name = rec.name or _category_name(categories, rec.category_id)
+        name = rec.category_name or _category_name(categories, rec.category_id)
         text = f"{name} {rec.score:.2f}"
         (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         x, y = int(rec.bbox_xywh[0]), int(rec.bbox_xywh[1])
@@ -143,7 +143,7 @@ def footprint_corners(x_m: float, y_m: float, yaw_rad: float, length_m: float, w
     return half @ rot.T + np.array([x_m, y_m])
 
 
-def objects_to_markers(objects: Sequence[Any], header: Header, vehicle_frame: str, label_space: Any,
+def objects_to_markers(objects: Sequence[GroundObject], header: Header, vehicle_frame: str, label_space: Any,
                        line_width_m: float = 0.1, text_height_m: float = 0.8,
                        lifetime_s: float = 0.0) -> MarkerArray:
     """Footprint LINE_STRIPs plus TEXT labels for ground objects, preceded by a DELETEALL.
@@ -158,20 +158,20 @@ def objects_to_markers(objects: Sequence[Any], header: Header, vehicle_frame: st
     categories = label_space.categories
     lifetime = genpy.Duration.from_sec(lifetime_s)
     markers = [Marker(header=marker_header, action=Marker.DELETEALL)]
-    for raw in objects:
-        obj = as_object_record(raw)
+    for obj in objects:
         marker_id = int(obj.segment_id) & 0x7FFFFFFF  # Marker.id is int32
-        r, g, b = (float(v) for v in lut[obj.category_id & 0xFF])
+        r, g, b = (float(v) for v in lut[obj.category & 0xFF])
         colour = ColorRGBA(r=r, g=g, b=b, a=1.0)
+        footprint = obj.footprint
         # Objects without a size estimate still get a visible footprint.
-        corners = footprint_corners(obj.x_m, obj.y_m, obj.yaw_rad, max(obj.length_m, 0.1),
-                                    max(obj.width_m, 0.1))
+        corners = footprint_corners(footprint.x_m, footprint.y_m, footprint.heading_rad,
+                                    max(footprint.length_m, 0.1), max(footprint.width_m, 0.1))
         strip = Marker(header=marker_header, ns=FOOTPRINT_NS, id=marker_id, type=Marker.LINE_STRIP,
                        action=Marker.ADD, color=colour, lifetime=lifetime, frame_locked=False)
         strip.pose.orientation.w = 1.0
         strip.scale.x = line_width_m
         strip.points = [Point(x=float(cx), y=float(cy), z=0.05) for cx, cy in (*corners, corners[0])]
-        name = obj.name or _category_name(categories, obj.category_id)
+        name = obj.class_name or _category_name(categories, obj.category)
         rng = math.hypot(obj.x_m, obj.y_m)
         text = Marker(header=marker_header, ns=LABEL_NS, id=marker_id, type=Marker.TEXT_VIEW_FACING,
                       action=Marker.ADD, color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0), lifetime=lifetime,

@@ -1,7 +1,7 @@
 """Dataset loaders: COCO panoptic, Cityscapes panoptic, KITTI-STEP and the synthetic world.
 
 All yield the same sample dict (see `base.py`): "image" uint8 [H, W, 3] RGB, "panoptic" int32
-[H, W], "segments" list of SegmentInfo in the model's category ids, "image_id", "image_path".
+[H, W], "segments" list of panoptic_io.Segment in the model's category ids, "image_id", "image_path".
 `build_dataset(DatasetConfig)` is what the training config uses.
 """
 

@@ -4,7 +4,7 @@ A sample is a dict:
   "image"     uint8 [H, W, 3] RGB (the network's preprocessing normalises it; keeping uint8 lets
               augmentation use OpenCV and keeps DataLoader batches small)
   "panoptic"  int32 [H, W]   segment id per pixel, 0 = VOID
-  "segments"  list[SegmentInfo] in the MODEL's category ids (label mapping applied), area and bbox
+  "segments"  list[Segment] in the MODEL's category ids (label mapping applied), area and bbox
               measured from "panoptic"; segments of unmapped classes are gone (their pixels VOID)
   "image_id"  str            the dataset's id of the frame
   "image_path" str
@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from panoptic_perception.data.label_mapping import LabelMapping
-from panoptic_perception.data.panoptic_io import SegmentInfo, read_panoptic_json, read_panoptic_png
+from panoptic_perception.data.panoptic_io import Segment, read_panoptic_json, read_panoptic_png
 from panoptic_perception.errors import InputError
 from panoptic_perception.labels import LabelSpace
 
@@ -37,26 +37,11 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
-def segments_from_json(infos: Sequence[dict], where: str) -> List[SegmentInfo]:
-    out = []
-    for info in infos:
-        try:
-            out.append(
-                SegmentInfo(
-                    id=int(info["id"]),
-                    category_id=int(info["category_id"]),
-                    area=int(info.get("area", 0)),
-                    bbox=list(info.get("bbox", [0, 0, 0, 0])),
-                    iscrowd=int(info.get("iscrowd", 0)),
-                    score=float(info.get("score", 1.0)),
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{where}: bad segments_info entry {info!r}") from exc
-    return out
+def segments_from_json(infos: Sequence[dict], where: str) -> List[Segment]:
+    return [Segment.from_coco(info, where) for info in infos]
 
 
-def check_ids(panoptic: np.ndarray, segments: Sequence[SegmentInfo], where: str) -> None:
+def check_ids(panoptic: np.ndarray, segments: Sequence[Segment], where: str) -> None:
     """Every non-zero id in the map must have a segments_info entry (else labels silently vanish)."""
     present = np.unique(panoptic)
     known = np.array(sorted({s.id for s in segments} | {0}), dtype=np.int64)

@@ -17,7 +17,7 @@ import numpy as np
 
 from panoptic_perception.data.datasets.base import Sample, read_rgb
 from panoptic_perception.data.label_mapping import LabelMapping, load_label_mapping
-from panoptic_perception.data.panoptic_io import SegmentInfo, read_8bit_bgr_png
+from panoptic_perception.data.panoptic_io import Segment, read_8bit_bgr_png
 from panoptic_perception.errors import InputError
 
 VOID_SEMANTIC = 255
@@ -34,7 +34,7 @@ def read_step_png(path: str | Path) -> Tuple[np.ndarray, np.ndarray]:
 
 def step_to_panoptic(
     semantic: np.ndarray, instance: np.ndarray, thing_ids: set
-) -> Tuple[np.ndarray, List[SegmentInfo]]:
+) -> Tuple[np.ndarray, List[Segment]]:
     """Semantic + instance maps -> (segment-id map, segments in STEP's semantic ids)."""
     panoptic = np.where(semantic == VOID_SEMANTIC, 0, (semantic + 1) * _SEM_STRIDE + instance).astype(
         np.int32
@@ -45,13 +45,7 @@ def step_to_panoptic(
     for seg_id in ids.tolist():
         sem, inst = seg_id // _SEM_STRIDE - 1, seg_id % _SEM_STRIDE
         segments.append(
-            SegmentInfo(
-                id=seg_id,
-                category_id=sem,
-                area=0,
-                bbox=[0, 0, 0, 0],
-                iscrowd=int(sem in thing_ids and inst == 0),
-            )
+            Segment(id=seg_id, category_id=sem, iscrowd=sem in thing_ids and inst == 0)
         )
     return panoptic, segments
 

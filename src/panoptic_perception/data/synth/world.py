@@ -8,7 +8,7 @@ from typing import List, Optional
 import numpy as np
 
 from panoptic_perception.data.kitti import parse_timestamp_ns
-from panoptic_perception.data.panoptic_io import SegmentInfo
+from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.data.synth import layout as L
 from panoptic_perception.data.synth import materials as M
 from panoptic_perception.data.synth.bev import BevTruth, bev_shape, cell_centres, rasterise_footprints
@@ -74,7 +74,7 @@ class SynthFrame:
     panoptic: np.ndarray  # (H, W) int32 segment ids, 0 = void (never produced: every ray hits or is sky)
     semantic: np.ndarray  # (H, W) uint8 Cityscapes train ids
     depth_m: np.ndarray  # (H, W) float32 optical depth of the hit, inf for sky
-    segments: List[SegmentInfo]
+    segments: List[Segment]
     camera: Camera
     objects: List[ObjectBox]
     bev: BevTruth
@@ -82,7 +82,7 @@ class SynthFrame:
     extras: dict = field(default_factory=dict)
 
 
-def segments_table(panoptic: np.ndarray) -> List[SegmentInfo]:
+def segments_table(panoptic: np.ndarray) -> List[Segment]:
     """Area and bbox of every segment in one pass over the image (COCO bbox: x, y, w, h)."""
     h, w = panoptic.shape
     ids, inverse = np.unique(panoptic.ravel(), return_inverse=True)
@@ -99,11 +99,11 @@ def segments_table(panoptic: np.ndarray) -> List[SegmentInfo]:
         cs, rs = np.nonzero(cols[k])[0], np.nonzero(rows[k])[0]
         train = seg_id // THING_ID_STRIDE - 1 if seg_id >= THING_ID_STRIDE else seg_id - 1
         out.append(
-            SegmentInfo(
+            Segment(
                 id=int(seg_id),
                 category_id=int(train),
-                area=int(area[k]),
-                bbox=[int(cs[0]), int(rs[0]), int(cs[-1] - cs[0] + 1), int(rs[-1] - rs[0] + 1)],
+                area_px=int(area[k]),
+                bbox_xywh=(int(cs[0]), int(rs[0]), int(cs[-1] - cs[0] + 1), int(rs[-1] - rs[0] + 1)),
             )
         )
     return out
@@ -236,7 +236,7 @@ class StreetWorld:
         rgb = rgb * (1 - haze) + self.sky_horizon * haze
         panoptic = buf.segment.reshape(h, w)
         segments = segments_table(panoptic)
-        areas = {s.id: s.area for s in segments}
+        areas = {s.id: s.area_px for s in segments}
         objects = []
         bev_boxes = []
         for p in things:

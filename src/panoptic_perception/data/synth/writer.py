@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Tuple
 
@@ -63,7 +62,7 @@ def write_frame_files(drive: Path, frame: SynthFrame) -> dict:
         "objects": [o.to_json() for o in frame.objects],
     }
     (gt / "objects" / f"{name}.json").write_text(json.dumps(objects, indent=1))
-    return asdict(PanopticAnnotation(name, f"{name}.png", frame.segments))
+    return PanopticAnnotation(name, f"{name}.png", frame.segments).to_coco()
 
 
 _WORKER: dict = {}
