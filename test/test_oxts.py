@@ -64,7 +64,7 @@ def test_vehicle_poses_go_through_the_imu_calibration():
     vehicle_from_velo = np.eye(4)
     vehicle_from_velo[2, 3] = kitti.VELODYNE_HEIGHT_M
     vehicle_from_imu = vehicle_from_velo @ np.array(REFERENCE["T_velo_imu"])
-    np.testing.assert_allclose(oxts.vehicle_from_imu(calibration), vehicle_from_imu, atol=1e-15)
+    np.testing.assert_allclose(calibration.vehicle_from_imu(), vehicle_from_imu, atol=1e-15)
     expected = [vehicle_from_imu @ p @ np.linalg.inv(vehicle_from_imu)
                 for p in _devkit_relative(REFERENCE["T_w_imu_AB"])]
     poses = oxts.vehicle_poses(packets, calibration)
@@ -75,7 +75,7 @@ def test_vehicle_poses_go_through_the_imu_calibration():
 
 
 def test_the_imu_of_kitti_sits_behind_left_and_above_the_ground_origin():
-    v = oxts.vehicle_from_imu(kitti.KittiCalibration.read(KITTI_CALIB))
+    v = kitti.KittiCalibration.read(KITTI_CALIB).vehicle_from_imu()
     np.testing.assert_allclose(v[:3, 3], [-0.81, 0.32, 0.93], atol=0.02)
 
 

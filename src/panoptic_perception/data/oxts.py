@@ -279,16 +279,9 @@ def imu_poses(packets: Sequence[OxtsPacket]) -> np.ndarray:
     return np.stack([first_inverse @ pose for pose in absolute])
 
 
-def vehicle_from_imu(calibration: KittiCalibration) -> np.ndarray:
-    """4x4: IMU frame -> vehicle frame (vehicle <- Velodyne <- IMU, data/kitti.py's vehicle frame)."""
-    vehicle_from_velo = np.eye(4)
-    vehicle_from_velo[2, 3] = calibration.velodyne_height_m
-    return vehicle_from_velo @ calibration.imu_to_velo_matrix()
-
-
 def vehicle_poses(packets: Sequence[OxtsPacket], calibration: KittiCalibration) -> np.ndarray:
     """(N, 4, 4) `odom -> vehicle` poses; odom is the vehicle frame at the first packet (REP 105)."""
-    vehicle_imu = vehicle_from_imu(calibration)
+    vehicle_imu = calibration.vehicle_from_imu()
     # KITTI prints R with 7 digits: not exactly orthonormal, so a true inverse keeps pose 0 the identity.
     imu_vehicle = np.linalg.inv(vehicle_imu)
     return np.stack([vehicle_imu @ pose @ imu_vehicle for pose in imu_poses(packets)])

@@ -102,7 +102,7 @@ class DriveWriter:
         kitti.write_calibration(self.drive.parent, self.world.camera, "02")
         # The IMU where the written calib_imu_to_velo.txt puts it, read back as any reader will.
         calibration = kitti.KittiCalibration.read(self.drive.parent)
-        self._ego = ego.EgoOxts(self.world, oxts.vehicle_from_imu(calibration))
+        self._ego = ego.EgoOxts(self.world, calibration.vehicle_from_imu())
         meta = {
             "generator": "panoptic_perception synth",
             "seed": self.seed,
