@@ -2,6 +2,7 @@
 # ruff: noqa: E501  (the calibration files below are KITTI's, verbatim, one long line per key)
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -102,6 +103,7 @@ def _messages(bag_path: Path):
 def test_bag_has_every_frame_stamped_from_timestamps(drive_bag):
     _, out, summary = drive_bag
     assert summary.frames_written == 4 and not summary.skipped
+    assert summary.tf_written == 0  # this drive has no oxts/: converted all the same, without /tf
     assert not out.with_name(out.name + ".partial").exists()
     messages = _messages(out)
     images = [m for topic, m, _ in messages if topic == "/kitti/camera_color_left/image_rect_color"]
@@ -229,6 +231,93 @@ def test_all_images_unusable_is_an_error_and_leaves_no_bag(tmp_path):
     assert not list(tmp_path.glob("x.bag*"))
 
 
+# ---------------------------------------------------------------------------- ego motion (/tf from oxts/)
+OXTS_FIXTURE = Path(__file__).parent / "fixtures" / "oxts" / "2011_09_26_two_packets" / "oxts"
+
+
+@pytest.fixture(scope="module")
+def synth_bag(tmp_path_factory):
+    """A tiny synthetic drive (exact ego trajectory in oxts/) and its bag."""
+    from panoptic_perception.data.synth import small_config
+    from panoptic_perception.data.synth.writer import DriveWriter
+
+    root = tmp_path_factory.mktemp("synth")
+    writer = DriveWriter(root, small_config(48, 16), seed=11)
+    assert writer.write(6) == 6
+    out = root / "synth.bag"
+    return writer, out, kitti2bag.write_kitti_bag(writer.drive, out)
+
+
+def _tf_messages(bag_path: Path):
+    return [(msg, t) for topic, msg, t in _messages(bag_path) if topic == "/tf"]
+
+
+def test_tf_has_odom_to_vehicle_at_every_oxts_stamp(synth_bag):
+    from panoptic_perception.data import oxts
+    from panoptic_perception.data.kitti import KittiCalibration
+    from panoptic_perception.ros.conversions import transform_to_matrix
+
+    writer, out, summary = synth_bag
+    sequence = oxts.read_drive_oxts(writer.drive)
+    expected = oxts.vehicle_poses(sequence.packets, KittiCalibration.read(writer.drive.parent))
+    records = _tf_messages(out)
+    assert summary.tf_written == len(records) == len(sequence) == 6
+    world = writer.world
+    for k, ((msg, t), stamp_ns, pose) in enumerate(zip(records, sequence.stamps_ns, expected)):
+        (tf,) = msg.transforms
+        assert (tf.header.frame_id, tf.child_frame_id) == ("odom", "base_link")
+        assert tf.header.stamp.to_nsec() == t.to_nsec() == stamp_ns
+        matrix = transform_to_matrix(tf.transform)
+        np.testing.assert_allclose(matrix, pose, atol=1e-9)
+        # ... which is the synthetic world's own ego motion since frame 0 (straight along x).
+        truth = np.linalg.inv(world.ego_pose(0)) @ world.ego_pose(k)
+        np.testing.assert_allclose(matrix, truth, atol=1e-6)
+    # The image stamps are the OXTS stamps here, so every image has its pose.
+    image_stamps = [m.header.stamp.to_nsec() for topic, m, _ in _messages(out) if topic.endswith("image_rect_color")]
+    assert image_stamps == list(sequence.stamps_ns)
+
+
+def test_max_frames_keeps_the_oxts_stamps_that_cover_the_images(synth_bag, tmp_path):
+    writer, _, _ = synth_bag
+    out = tmp_path / "short.bag"
+    summary = kitti2bag.write_kitti_bag(writer.drive, out, max_frames=2, odom_frame="map_odom",
+                                        vehicle_frame="ego")
+    records = _tf_messages(out)
+    # Images at stamps 0 and 1; OXTS up to the first stamp past the last image (here: 2).
+    assert summary.frames_written == 2 and summary.tf_written == len(records) == 3
+    assert {(r.transforms[0].header.frame_id, r.transforms[0].child_frame_id) for r, _ in records} == {
+        ("map_odom", "ego")}
+
+
+def test_oxts_needs_the_imu_calibration_and_odom_frame_must_be_valid(tmp_path):
+    drive = _write_drive(tmp_path)
+    shutil.copytree(OXTS_FIXTURE, drive / "oxts")
+    with pytest.raises(ConfigError, match="--odom-frame"):
+        kitti2bag.write_kitti_bag(drive, tmp_path / "x.bag", odom_frame="base_link")
+    with pytest.raises(ConfigError, match="--frame-id must differ"):
+        kitti2bag.write_kitti_bag(drive, tmp_path / "x.bag", frame_id="odom")
+    (drive.parent / "calib_imu_to_velo.txt").unlink()
+    with pytest.raises(InputError, match="has oxts/ but .* no calib_imu_to_velo.txt"):
+        kitti2bag.write_kitti_bag(drive, tmp_path / "x.bag")
+    assert not list(tmp_path.glob("x.bag*"))
+
+
+def test_real_kitti_packets_give_tf_in_the_bag(tmp_path):
+    from panoptic_perception.data import oxts
+    from panoptic_perception.ros.conversions import transform_to_matrix
+
+    drive = _write_drive(tmp_path)
+    shutil.copytree(OXTS_FIXTURE, drive / "oxts")
+    out = tmp_path / "real.bag"
+    summary = kitti2bag.write_kitti_bag(drive, out)
+    records = _tf_messages(out)
+    assert summary.tf_written == len(records) == 2
+    expected = oxts.vehicle_poses(oxts.read_oxts(OXTS_FIXTURE).packets, KittiCalibration.read(drive.parent))
+    for (msg, _), pose in zip(records, expected):
+        # KITTI's calib R has 7 digits: the tf carries the nearest exact rotation.
+        np.testing.assert_allclose(transform_to_matrix(msg.transforms[0].transform), pose, atol=1e-6)
+
+
 def _cli(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "panoptic_perception", "kitti2bag", *argv],
                           capture_output=True, text=True, timeout=120)
@@ -240,6 +329,11 @@ def test_cli_writes_a_bag_and_reports_clear_errors(tmp_path):
     done = _cli("--drive", str(drive), "--out", str(out), "--camera", "02")
     assert done.returncode == 0, done.stderr
     assert "wrote 4 frames" in done.stdout and out.is_file()
+    assert "no oxts/" in done.stdout and "no /tf (odom -> base_link) written" in done.stdout
+    shutil.copytree(OXTS_FIXTURE, drive / "oxts")
+    with_tf = _cli("--drive", str(drive), "--out", str(out), "--overwrite", "--odom-frame", "world")
+    assert with_tf.returncode == 0, with_tf.stderr
+    assert "/tf (world -> base_link) at 2 OXTS stamps" in with_tf.stdout
     again = _cli("--drive", str(drive), "--out", str(out))
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
     missing = _cli("--drive", str(tmp_path / "nope_drive_0001_sync"), "--out", str(tmp_path / "m.bag"))
@@ -285,3 +379,42 @@ def test_rosbag_play_delivers_images_and_latched_tf(drive_bag, ros_master, rospy
             sub.unregister()
     assert images == [parse_timestamp_ns(t) for t in TIMESTAMPS]
     assert tfs and tfs[0].transforms[0].child_frame_id == "camera_color_left"
+
+
+@pytest.mark.ros
+def test_rosbag_play_gives_tf2_odom_to_camera_at_image_stamps(synth_bag, ros_master, rospy_node):
+    """Replayed, /tf (odom -> base_link) and /tf_static (base_link -> camera) join in tf2 at every image."""
+    import tf2_ros
+    from rosharness import stop_process
+    from sensor_msgs.msg import Image
+
+    from panoptic_perception.data.kitti import KittiCalibration
+    from panoptic_perception.ros.conversions import transform_to_matrix
+
+    rospy = rospy_node
+    writer, out, _ = synth_bag
+    buffer = tf2_ros.Buffer(cache_time=rospy.Duration(60.0))
+    listener = tf2_ros.TransformListener(buffer)
+    stamps = []
+    got_all = threading.Event()
+
+    def on_image(msg):
+        stamps.append(msg.header.stamp)
+        if len(stamps) == 6:
+            got_all.set()
+
+    sub = rospy.Subscriber("/kitti/camera_color_left/image_rect_color", Image, on_image, queue_size=10)
+    play = ros_master.rosbag_play(out, "-d", "2")
+    try:
+        assert got_all.wait(60), f"only {len(stamps)} images arrived"
+        time.sleep(0.5)  # the last /tf shares the last image's stamp: let the listener take it
+    finally:
+        stop_process(play)
+        sub.unregister()
+        listener.unregister()
+    world = writer.world
+    camera = KittiCalibration.read(writer.drive.parent).vehicle_from_camera("02")
+    for k, stamp in enumerate(stamps):
+        tf = buffer.lookup_transform("odom", "camera_color_left", stamp, rospy.Duration(1.0))
+        expected = np.linalg.inv(world.ego_pose(0)) @ world.ego_pose(k) @ camera
+        np.testing.assert_allclose(transform_to_matrix(tf.transform), expected, atol=1e-6)

@@ -155,6 +155,14 @@ class KittiCalibration:
             _matrix(self.imu_to_velo, "R", (3, 3), path), _matrix(self.imu_to_velo, "T", (3,), path)
         )
 
+    def vehicle_from_velo(self) -> np.ndarray:
+        """4x4 transform Velodyne -> vehicle frame (same axes, origin velodyne_height_m below it)."""
+        return _rigid(np.eye(3), np.array([0.0, 0.0, self.velodyne_height_m]))
+
+    def vehicle_from_imu(self) -> np.ndarray:
+        """4x4 transform IMU (OXTS) -> vehicle frame, through calib_imu_to_velo.txt."""
+        return self.vehicle_from_velo() @ self.imu_to_velo_matrix()
+
     def intrinsics(self, camera: str = "02") -> Intrinsics:
         camera = _cam(camera)
         p = self.projection(camera)
@@ -179,9 +187,8 @@ class KittiCalibration:
         p = self.projection(camera)
         r_rect = _matrix(self.cam_to_cam, "R_rect_00", (3, 3), self.calib_dir / CAM_TO_CAM)
         offset = np.linalg.solve(p[:, :3], p[:, 3])  # camera xx = rectified camera 0 + offset
-        vehicle_from_velo = _rigid(np.eye(3), np.array([0.0, 0.0, self.velodyne_height_m]))
         return (
-            vehicle_from_velo
+            self.vehicle_from_velo()
             @ np.linalg.inv(self.velo_to_cam0())
             @ _rigid(r_rect.T, np.zeros(3))
             @ _rigid(np.eye(3), -offset)

@@ -8,6 +8,13 @@ Per frame of the chosen camera it writes, stamped with timestamps.txt:
 and once, latched (rosbag play re-latches it): /tf_static with vehicle frame -> camera optical
 frame from the calibration (data/kitti.py: origin on the ground below the Velodyne).
 
+When the drive has oxts/ (KITTI's GPS/IMU packets), also the ego motion the ROS way (REP 105), at
+every OXTS stamp that the written images need:
+
+    /tf   tf2_msgs/TFMessage: odom -> vehicle frame (data/oxts.py: odom = the vehicle at the first packet)
+
+A drive without oxts/ is still converted, without /tf.
+
 CameraInfo of a rectified KITTI image: P = P_rect_xx as KITTI gives it (its 4th column holds the
 stereo baseline), K = P's left 3x3, D = zeros and R = identity: the pixels are already rectified,
 so image_proc must not rectify them again (KITTI's R_rect_xx rotates the *unrectified* camera and
@@ -16,10 +23,11 @@ are skipped with a warning; the rest of the bag is still written.
 """
 from __future__ import annotations
 
+import bisect
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -42,6 +50,8 @@ class BagSummary:
     vehicle_frame: str = ""
     first_stamp_ns: int = 0
     last_stamp_ns: int = 0
+    odom_frame: str = ""
+    tf_written: int = 0  # /tf messages (odom -> vehicle); 0 when the drive has no oxts/
 
 
 def normalise_camera(camera: str) -> str:
@@ -71,9 +81,15 @@ def _read_png(path: Path) -> np.ndarray:
     return image
 
 
+def _covering(stamps_ns: Sequence[int], last_needed_ns: int) -> int:
+    """How many leading OXTS stamps to keep so that the last needed stamp is still bracketed."""
+    count = bisect.bisect_right(stamps_ns, last_needed_ns)
+    return min(len(stamps_ns), count + 1)
+
+
 def write_kitti_bag(drive_dir: Path, out_path: Path, camera: str = "02", frame_id: Optional[str] = None,
                     vehicle_frame: str = "base_link", namespace: str = "/kitti",
-                    max_frames: Optional[int] = None, compression: str = "none",
+                    max_frames: Optional[int] = None, compression: str = "none", odom_frame: str = "odom",
                     warn: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr),
                     ) -> BagSummary:
     """Write the bag; returns what was written. Raises InputError / ConfigError for unusable input."""
@@ -83,6 +99,7 @@ def write_kitti_bag(drive_dir: Path, out_path: Path, camera: str = "02", frame_i
     from std_msgs.msg import Header
     from tf2_msgs.msg import TFMessage
 
+    from panoptic_perception.data import oxts
     from panoptic_perception.data.kitti import read_drive
     from panoptic_perception.geometry.camera import Intrinsics
 
@@ -94,6 +111,9 @@ def write_kitti_bag(drive_dir: Path, out_path: Path, camera: str = "02", frame_i
     if not vehicle_frame or vehicle_frame.startswith("/"):
         raise ConfigError(f"--vehicle-frame must be a tf frame id without a leading '/', "
                           f"got '{vehicle_frame}'")
+    if not odom_frame or odom_frame.startswith("/") or odom_frame == vehicle_frame:
+        raise ConfigError(f"--odom-frame must be a tf frame id without a leading '/' that differs from the "
+                          f"vehicle frame, got '{odom_frame}'")
     namespace = "/" + namespace.strip("/") if namespace.strip("/") else ""
     drive = read_drive(drive_dir)
     if camera not in drive.images:
@@ -106,11 +126,21 @@ def write_kitti_bag(drive_dir: Path, out_path: Path, camera: str = "02", frame_i
         frames, stamps_ns = frames[:max_frames], stamps_ns[:max_frames]
     if not frames:
         raise InputError(f"drive {drive_dir}: image_{camera}/data has no PNG images")
+    ego = oxts.read_drive_oxts(drive_dir)
+    if ego is not None:
+        if calibration.imu_to_velo is None:
+            raise InputError(f"drive {drive_dir} has oxts/ but {calibration.calib_dir} has no "
+                             f"calib_imu_to_velo.txt to place the IMU on the vehicle")
+        # Poses from every packet (odom = the vehicle at the drive's first packet), written up to
+        # the first one past the last image so that every image stamp lies between two of them.
+        odom_poses = oxts.vehicle_poses(ego.packets, calibration)
+        keep = _covering(ego.stamps_ns, stamps_ns[-1]) if max_frames is not None else len(ego)
+        ego_stamps_ns, odom_poses = ego.stamps_ns[:keep], odom_poses[:keep]
 
     name = CAMERA_NAMES[camera]
     camera_frame = frame_id or name
-    if camera_frame.startswith("/") or camera_frame == vehicle_frame:
-        raise ConfigError(f"--frame-id must differ from the vehicle frame and have no leading '/', "
+    if camera_frame.startswith("/") or camera_frame in (vehicle_frame, odom_frame):
+        raise ConfigError(f"--frame-id must differ from the vehicle and odom frames and have no leading '/', "
                           f"got '{camera_frame}'")
     grey = camera in ("00", "01")
     image_topic = f"{namespace}/{name}/{'image_rect' if grey else 'image_rect_color'}"
@@ -129,20 +159,26 @@ def write_kitti_bag(drive_dir: Path, out_path: Path, camera: str = "02", frame_i
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     summary = BagSummary(out_path, 0, image_topic=image_topic, info_topic=info_topic,
-                         camera_frame=camera_frame, vehicle_frame=vehicle_frame)
+                         camera_frame=camera_frame, vehicle_frame=vehicle_frame, odom_frame=odom_frame)
     tmp_path = out_path.with_name(out_path.name + ".partial")
     with rosbag.Bag(str(tmp_path), "w", compression=compression) as bag:
+        def transform(stamp: genpy.Time, parent: str, child: str, matrix: np.ndarray) -> TransformStamped:
+            q = quaternion_from_matrix(matrix[:3, :3])
+            return TransformStamped(header=Header(stamp=stamp, frame_id=parent), child_frame_id=child,
+                                    transform=Transform(translation=Vector3(*map(float, matrix[:3, 3])),
+                                                        rotation=Quaternion(*map(float, q))))
+
         first = stamp_of(stamps_ns[0])
-        q = quaternion_from_matrix(vehicle_from_camera[:3, :3])
-        t = vehicle_from_camera[:3, 3]
-        tf = TransformStamped(header=Header(stamp=first, frame_id=vehicle_frame), child_frame_id=camera_frame,
-                              transform=Transform(translation=Vector3(*map(float, t)),
-                                                  rotation=Quaternion(*map(float, q))))
-        tf_msg = TFMessage(transforms=[tf])
+        tf_msg = TFMessage(transforms=[transform(first, vehicle_frame, camera_frame, vehicle_from_camera)])
         # rosbag play re-publishes a connection marked latching as latched, which /tf_static needs.
         bag.write("/tf_static", tf_msg, first, connection_header={
             "topic": "/tf_static", "type": tf_msg._type, "md5sum": tf_msg._md5sum,
             "message_definition": tf_msg._full_text, "latching": "1", "callerid": "/kitti2bag"})
+        if ego is not None:
+            for ns, pose in zip(ego_stamps_ns, odom_poses):
+                stamp = stamp_of(ns)
+                bag.write("/tf", TFMessage(transforms=[transform(stamp, odom_frame, vehicle_frame, pose)]), stamp)
+                summary.tf_written += 1
         for seq, (path, ns) in enumerate(zip(frames, stamps_ns)):
             try:
                 pixels = _read_png(path)

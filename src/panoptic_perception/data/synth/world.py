@@ -167,6 +167,13 @@ class StreetWorld:
     def ego_x_m(self, frame_index: int) -> float:
         return self.config.speed_mps * self.time_s(frame_index)
 
+    def ego_pose(self, frame_index: int) -> np.ndarray:
+        """4x4 vehicle frame -> street frame: the ego drives along +x at constant speed, level, at y = ego_y_m."""
+        pose = np.eye(4)
+        pose[0, 3] = self.ego_x_m(frame_index)
+        pose[1, 3] = self.section.ego_y_m
+        return pose
+
     # ------------------------------------------------------------------ things
     def things_at(self, frame_index: int) -> List[PlacedThing]:
         """Every thing near enough to matter (behind the ego by up to 30 m, ahead up to max range)."""

@@ -2,6 +2,8 @@
 
     OUT/DATE/calib_cam_to_cam.txt calib_velo_to_cam.txt calib_imu_to_velo.txt
     OUT/DATE/DATE_drive_XXXX_sync/image_02/data/0000000000.png   image_02/timestamps.txt
+    OUT/DATE/DATE_drive_XXXX_sync/oxts/data/0000000000.txt  oxts/timestamps.txt  oxts/dataformat.txt
+                                    (the ego's exact trajectory as KITTI GPS/IMU packets, see synth.ego)
     OUT/DATE/DATE_drive_XXXX_sync/gt/panoptic.json + panoptic/0000000000.png   (COCO panoptic)
                                     semantic/0000000000.png  (train ids, 255 void)
                                     bev/0000000000.npz       (see synth.bev.BevTruth)
@@ -26,8 +28,9 @@ import cv2
 import numpy as np
 
 from panoptic_perception.config import to_dict
-from panoptic_perception.data import kitti
+from panoptic_perception.data import kitti, oxts
 from panoptic_perception.data.panoptic_io import PanopticAnnotation, categories_json, id2rgb
+from panoptic_perception.data.synth import ego
 from panoptic_perception.data.synth.config import SynthConfig
 from panoptic_perception.data.synth.world import StreetWorld, SynthFrame
 
@@ -90,11 +93,15 @@ class DriveWriter:
         self._images: List[dict] = []
         self._annotations: List[dict] = []
         self._stamps: List[int] = []
+        self._ego: Optional[ego.EgoOxts] = None
 
     def prepare(self) -> None:
         for sub in ("image_02/data", "gt/panoptic", "gt/semantic", "gt/bev", "gt/objects"):
             (self.drive / sub).mkdir(parents=True, exist_ok=True)
         kitti.write_calibration(self.drive.parent, self.world.camera, "02")
+        # The IMU where the written calib_imu_to_velo.txt puts it, read back as any reader will.
+        calibration = kitti.KittiCalibration.read(self.drive.parent)
+        self._ego = ego.EgoOxts(self.world, calibration.vehicle_from_imu())
         meta = {
             "generator": "panoptic_perception synth",
             "seed": self.seed,
@@ -109,9 +116,19 @@ class DriveWriter:
                 "curb_height_m": self.world.section.curb_height_m,
                 "ego_y_m": self.world.section.ego_y_m,
             },
+            "oxts": {
+                "origin_lat_deg": ego.ORIGIN_LAT_DEG,
+                "origin_lon_deg": ego.ORIGIN_LON_DEG,
+                "origin_alt_m": ego.ORIGIN_ALT_M,
+                "street_heading_rad": ego.HEADING_RAD,
+                "note": "packets describe the IMU (calib_imu_to_velo.txt); the street's +x points "
+                "street_heading_rad counter-clockwise from east",
+            },
         }
         (self.drive / "gt" / "meta.json").write_text(json.dumps(meta, indent=1))
         (self.drive / "image_02" / "timestamps.txt").write_text("")
+        oxts.write_dataformat(self.drive / oxts.OXTS_DIR)
+        (self.drive / oxts.OXTS_DIR / "timestamps.txt").write_text("")
 
     def _accept(self, index: int, stamp_ns: int, annotation: dict) -> None:
         name = frame_name(index)
@@ -125,6 +142,10 @@ class DriveWriter:
         )
         self._annotations.append(annotation)
         with (self.drive / "image_02" / "timestamps.txt").open("a") as handle:
+            handle.write(kitti.format_timestamp_ns(stamp_ns) + "\n")
+        # One packet per written frame, at its stamp: an interrupted run keeps oxts/ and images in step.
+        oxts.write_oxts_packet(self.drive / oxts.OXTS_DIR, index, self._ego.packet(index))
+        with (self.drive / oxts.OXTS_DIR / "timestamps.txt").open("a") as handle:
             handle.write(kitti.format_timestamp_ns(stamp_ns) + "\n")
 
     def _write_json(self) -> None:
