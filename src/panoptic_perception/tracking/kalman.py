@@ -1,0 +1,105 @@
+"""Constant-velocity Kalman filter on (x, y, vx, vy), many tracks at once.
+
+The motion model is the discrete white-noise acceleration model (Bar-Shalom, Li, Kirubarajan,
+"Estimation with Applications to Tracking and Navigation", 2001, sec. 6.3.3): the acceleration is
+constant over one step and independent between steps, so per axis the state (p, v) moves by
+G * a with G = (dt^2 / 2, dt) and the process noise is Q = G G^T sigma_a^2. A measurement is a
+position with its own 2x2 covariance. States are (n, 4) arrays and covariances (n, 4, 4) arrays,
+so one call predicts or updates every track.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+STATE_DIM = 4
+MEASUREMENT_MATRIX = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+
+
+def transition_matrix(dt_s: float) -> np.ndarray:
+    """F: position += velocity * dt, velocity unchanged."""
+    f = np.eye(STATE_DIM)
+    f[0, 2] = f[1, 3] = dt_s
+    return f
+
+
+def process_noise(dt_s: float, acceleration_sigma_mps2: np.ndarray) -> np.ndarray:
+    """Q (n, 4, 4) of the discrete white-noise acceleration model, one sigma per track."""
+    sigma2 = np.asarray(acceleration_sigma_mps2, dtype=np.float64).reshape(-1) ** 2
+    g = np.array([dt_s * dt_s / 2, dt_s])
+    per_axis = np.outer(g, g)  # (p, v) of one axis
+    q = np.zeros((STATE_DIM, STATE_DIM))
+    for axis in range(2):  # x and y are independent: (x, vx) and (y, vy)
+        idx = np.array([axis, axis + 2])
+        q[np.ix_(idx, idx)] = per_axis
+    return sigma2[:, None, None] * q
+
+
+def initial_state(position_xy: np.ndarray, position_cov: np.ndarray,
+                  velocity_sigma_mps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """States (n, 4) at the measured positions with zero velocity, and their covariances (n, 4, 4)."""
+    position_xy = np.asarray(position_xy, dtype=np.float64).reshape(-1, 2)
+    n = len(position_xy)
+    x = np.zeros((n, STATE_DIM))
+    x[:, :2] = position_xy
+    p = np.zeros((n, STATE_DIM, STATE_DIM))
+    p[:, :2, :2] = position_cov
+    var_v = np.asarray(velocity_sigma_mps, dtype=np.float64).reshape(-1) ** 2
+    p[:, 2, 2] = var_v
+    p[:, 3, 3] = var_v
+    return x, p
+
+
+def predict(x: np.ndarray, p: np.ndarray, dt_s: float,
+            acceleration_sigma_mps2: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """States and covariances dt_s later: F x, F P F^T + Q."""
+    f = transition_matrix(dt_s)
+    x_new = x @ f.T
+    p_new = f @ p @ f.T + process_noise(dt_s, acceleration_sigma_mps2)
+    return x_new, p_new
+
+
+def innovation_covariances(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """S (n, m, 2, 2) = H P_i H^T + R_j of every track i with every measurement j."""
+    return p[:, None, :2, :2] + r[None, :, :, :]
+
+
+def _inverse_2x2(s: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Inverses and determinants of (..., 2, 2) matrices (closed form: cheaper than a batched solve)."""
+    a, b, c, d = s[..., 0, 0], s[..., 0, 1], s[..., 1, 0], s[..., 1, 1]
+    det = a * d - b * c
+    inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / det[..., None, None]
+    return inv, det
+
+
+def mahalanobis_sq(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Squared Mahalanobis distances (n, m) of measurements z (m, 2) from predicted tracks, and log det S.
+
+    Both come from the same innovation covariance S = H P H^T + R; the log-determinant lets an
+    assignment use the measurement's negative log-likelihood, which keeps an uncertain coasting
+    track (whose wide S makes every measurement look close) from stealing one from a sure track.
+    """
+    s = innovation_covariances(p, r)
+    inv, det = _inverse_2x2(s)
+    nu = z[None, :, :] - x[:, None, :2]  # (n, m, 2)
+    d2 = np.einsum("nmi,nmij,nmj->nm", nu, inv, nu)
+    return d2, np.log(det)
+
+
+def update(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Posterior states and covariances of tracks x (k, 4) given their measurements z (k, 2), R (k, 2, 2).
+
+    Joseph form (I - K H) P (I - K H)^T + K R K^T: symmetric and positive for any gain, so the
+    covariance stays valid after thousands of updates in float64.
+    """
+    s = p[:, :2, :2] + r
+    inv, _ = _inverse_2x2(s)
+    k = p[:, :, :2] @ inv  # P H^T S^-1, (k, 4, 2)
+    nu = z - x[:, :2]
+    x_new = x + np.einsum("kij,kj->ki", k, nu)
+    i_kh = np.broadcast_to(np.eye(STATE_DIM), p.shape).copy()
+    i_kh[:, :, :2] -= k
+    p_new = i_kh @ p @ np.swapaxes(i_kh, 1, 2) + k @ r @ np.swapaxes(k, 1, 2)
+    p_new = (p_new + np.swapaxes(p_new, 1, 2)) / 2
+    return x_new, p_new

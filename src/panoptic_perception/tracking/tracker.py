@@ -1,0 +1,400 @@
+"""Multi-object tracker: ground objects of successive frames -> tracks with persistent ids.
+
+Per frame: the objects go into the tracking frame (odom when an ego pose is given), every track is
+predicted to the frame's stamp by a constant-velocity Kalman filter, objects are assigned to tracks
+of their own class by the Hungarian algorithm on the measurement likelihood within a chi-square
+gate, matched tracks are updated, unmatched objects sure enough start tentative tracks, and tracks
+that keep missing are dropped.
+
+Life cycle: a new track is tentative; hits_to_confirm consecutive hits confirm it, a miss before
+that deletes it (so a birth needs N hits in a row). A confirmed track that misses is lost: it
+coasts on its prediction, is confirmed again when it is matched, and is deleted after
+misses_to_delete consecutive misses. Established (confirmed and lost) tracks pick their objects
+before tentative ones do. Track ids start at 1 and are never reused, across reset()
+too, so a consumer that saw an id once never sees it on another object.
+
+Frames: with an ego pose (odom_from_vehicle) tracks live in odom and their velocities are over
+ground. Without one they live in the vehicle frame and every velocity is relative to the moving
+ego (a parked car "drives" at minus the ego's speed); the config's without_odometry noise covers
+that. Switching between the two resets the tracker (the tracks' frame no longer exists).
+
+Time: a stamp earlier than the previous one means the source restarted (a bag loop, a simulator
+reset); following ROS's convention (tf's buffer, rosbag play --loop), the tracker resets and goes
+on from the new stamp. So does a gap longer than reset_after_gap_s. `reset_reason` tells the
+caller why the last update reset (None when it did not); the tracker logs nothing itself.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from panoptic_perception.errors import InputError
+from panoptic_perception.geometry.objects import GroundObject
+from panoptic_perception.tracking import kalman
+from panoptic_perception.tracking.config import TrackerConfig, load_tracker_config
+
+TENTATIVE, CONFIRMED, LOST = "tentative", "confirmed", "lost"
+FRAME_ODOM, FRAME_VEHICLE = "odom", "vehicle"
+_INFEASIBLE = 1e9  # cost of a gated-out pair: the assignment takes as many feasible pairs as it can
+_POSE_TOLERANCE = 1e-3  # rotation orthonormality; float32 poses from tf are good to ~1e-6
+
+
+def _wrap_pi(angle_rad: float) -> float:
+    """Angle in [-pi, pi)."""
+    return (angle_rad + math.pi) % (2 * math.pi) - math.pi
+
+
+def _wrap_half_pi(angle_rad: float) -> float:
+    """Axis angle in [-pi/2, pi/2)."""
+    return (angle_rad + math.pi / 2) % math.pi - math.pi / 2
+
+
+@dataclass(frozen=True)
+class Track:
+    """One tracked object at one stamp, in the tracker's frame (`Tracker.frame`), metres, seconds."""
+
+    track_id: int  # >= 1, persistent, never reused
+    class_name: str
+    category: int
+    status: str  # tentative | confirmed | lost (coasting on its prediction)
+    x_m: float
+    y_m: float
+    vx_mps: float
+    vy_mps: float
+    speed_mps: float
+    speed_sigma_mps: float  # standard deviation of the speed estimate (along the velocity)
+    is_moving: bool  # speed_mps above config moving_speed_mps and significant_speed_sigmas * speed_sigma_mps
+    heading_rad: float  # [-pi, pi) when front_known, else the footprint's axis in [-pi/2, pi/2)
+    front_known: bool  # the heading points forward: the track moved (fast enough) at some time
+    length_m: float
+    width_m: float
+    covariance: Tuple[float, ...]  # row-major 4x4 of (x, y, vx, vy)
+    age_frames: int  # updates since birth, the birth frame included
+    hits: int  # frames matched
+    misses: int  # consecutive frames without a match
+    segment_id: int  # segment of the object matched in this frame, 0 if none
+    score: float  # score of the last matched object
+
+    @property
+    def position(self) -> Tuple[float, float]:
+        return self.x_m, self.y_m
+
+    @property
+    def velocity(self) -> Tuple[float, float]:
+        return self.vx_mps, self.vy_mps
+
+    def covariance_matrix(self) -> np.ndarray:
+        return np.array(self.covariance).reshape(4, 4)
+
+    def transformed(self, target_from_tracking: np.ndarray) -> Track:
+        """This track in another frame, e.g. the vehicle frame with inv(odom_from_vehicle).
+
+        Velocities are rotated, not re-referenced: over-ground velocities stay over ground.
+        """
+        pose = check_pose(target_from_tracking, "target_from_tracking")
+        j = pose[:2, :2]
+        x_m, y_m = j @ np.array([self.x_m, self.y_m]) + pose[:2, 3]
+        vx, vy = j @ np.array([self.vx_mps, self.vy_mps])
+        block = np.zeros((4, 4))
+        block[:2, :2] = block[2:, 2:] = j
+        cov = block @ self.covariance_matrix() @ block.T
+        heading = math.atan2(*(j @ np.array([math.cos(self.heading_rad), math.sin(self.heading_rad)]))[::-1])
+        heading = _wrap_pi(heading) if self.front_known else _wrap_half_pi(heading)
+        return replace(self, x_m=float(x_m), y_m=float(y_m), vx_mps=float(vx), vy_mps=float(vy), heading_rad=heading,
+                       covariance=tuple(float(v) for v in cov.ravel()))
+
+
+def check_pose(pose, what: str = "odom_from_vehicle") -> np.ndarray:
+    """A 4x4 rigid transform as float64, or InputError saying what is wrong with it."""
+    try:
+        m = np.asarray(pose, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} must be a 4x4 matrix of numbers: {exc}") from exc
+    if m.shape != (4, 4):
+        raise InputError(f"{what} must be a 4x4 matrix, got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise InputError(f"{what} has non-finite entries")
+    if np.abs(m[3] - (0.0, 0.0, 0.0, 1.0)).max() > 1e-6:
+        raise InputError(f"{what} last row must be (0, 0, 0, 1), got {m[3].tolist()}")
+    r = m[:3, :3]
+    error = float(np.abs(r.T @ r - np.eye(3)).max())
+    if error > _POSE_TOLERANCE or np.linalg.det(r) <= 0:
+        raise InputError(f"{what} rotation is not a proper rotation (|R^T R - I| = {error:.2e}, "
+                         f"det = {np.linalg.det(r):.3f})")
+    return m
+
+
+def _object_is_valid(obj: GroundObject) -> bool:
+    fp = obj.footprint
+    values = (fp.x_m, fp.y_m, fp.length_m, fp.width_m, fp.heading_rad, obj.score) + tuple(obj.covariance_xy)
+    try:
+        if not all(math.isfinite(v) for v in values) or len(obj.covariance_xy) != 4:
+            return False
+    except TypeError:
+        return False
+    a, b, c, d = obj.covariance_xy
+    return fp.length_m > 0 and fp.width_m > 0 and a >= 0 and d >= 0 and a * d - b * c >= -1e-12
+
+
+@dataclass
+class _Life:
+    """What a track carries besides its Kalman state."""
+
+    track_id: int
+    class_name: str
+    category: int
+    status: str
+    length_m: float
+    width_m: float
+    axis_c2: float  # smoothed (cos 2a, sin 2a) of the footprint axis a: the mean of an undirected angle
+    axis_s2: float
+    front_rad: Optional[float] = None  # last direction of motion, when it was known
+    age_frames: int = 1
+    hits: int = 1
+    misses: int = 0
+    segment_id: int = 0
+    score: float = 0.0
+
+
+class Tracker:
+    """Tracks ground objects over time. Not thread-safe: one update at a time."""
+
+    def __init__(self, config: Optional[TrackerConfig] = None,
+                 label_space_names: Optional[Sequence[str]] = None) -> None:
+        self.config = config if config is not None else load_tracker_config()
+        if label_space_names is not None:
+            self.config.check_class_names(list(label_space_names))
+        self._next_id = 1
+        self.reset_reason: Optional[str] = None  # why the last update reset the tracker, None if it did not
+        self.resets = 0
+        self.skipped_objects = 0  # objects of the last update skipped for NaN/inf or impossible values
+        self.skipped_objects_total = 0
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Drop every track and forget the last stamp and frame; ids keep counting up."""
+        self._x = np.zeros((0, kalman.STATE_DIM))
+        self._p = np.zeros((0, kalman.STATE_DIM, kalman.STATE_DIM))
+        self._accel_sigma = np.zeros(0)
+        self._lives: List[_Life] = []
+        self._last_stamp_ns: Optional[int] = None
+        self.frame: Optional[str] = None  # odom | vehicle: the frame of the tracks' coordinates
+        self.tracks: List[Track] = []
+
+    @property
+    def ego_motion_known(self) -> bool:
+        """True when tracks are in odom, so their velocities are over ground."""
+        return self.frame == FRAME_ODOM
+
+    @property
+    def last_stamp_ns(self) -> Optional[int]:
+        return self._last_stamp_ns
+
+    def _keep(self, keep: np.ndarray) -> None:
+        self._x, self._p, self._accel_sigma = self._x[keep], self._p[keep], self._accel_sigma[keep]
+        self._lives = [life for life, k in zip(self._lives, keep.tolist()) if k]
+
+    # ------------------------------------------------------------------ one frame
+    def update(self, objects: Sequence[GroundObject], stamp_ns: int,
+               odom_from_vehicle: Optional[np.ndarray] = None) -> List[Track]:
+        """Every live track (tentative, confirmed, lost) by id, after this frame's objects.
+
+        objects are in the vehicle frame at stamp_ns; odom_from_vehicle is the ego pose then (None:
+        unknown, see the module's notes). A bad stamp or pose raises InputError before anything
+        changes; objects with NaN/inf or impossible values are skipped and counted.
+        """
+        if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)):
+            raise InputError(f"stamp_ns must be an integer number of nanoseconds, got {stamp_ns!r}")
+        stamp_ns = int(stamp_ns)
+        pose = None if odom_from_vehicle is None else check_pose(odom_from_vehicle)
+        frame = FRAME_VEHICLE if pose is None else FRAME_ODOM
+        valid = [o for o in objects if _object_is_valid(o)]
+        self.reset_reason = self._reset_reason(stamp_ns, frame)
+        if self.reset_reason is not None:
+            self.reset()
+            self.resets += 1
+        dt_s = 0.0 if self._last_stamp_ns is None else (stamp_ns - self._last_stamp_ns) * 1e-9
+        self._last_stamp_ns, self.frame = stamp_ns, frame
+
+        self.skipped_objects = len(objects) - len(valid)
+        self.skipped_objects_total += self.skipped_objects
+        z, r, axis = self._measurements(valid, pose)
+
+        if len(self._lives) and dt_s > 0:
+            self._x, self._p = kalman.predict(self._x, self._p, dt_s, self._accel_sigma)
+        for life in self._lives:
+            life.age_frames += 1
+            life.segment_id = 0
+        pairs = self._associate(valid, z, r)
+        matched_tracks = np.array([t for t, _ in pairs], dtype=np.int64)
+        matched_objects = np.array([o for _, o in pairs], dtype=np.int64)
+        if len(pairs):
+            self._x[matched_tracks], self._p[matched_tracks] = kalman.update(
+                self._x[matched_tracks], self._p[matched_tracks], z[matched_objects], r[matched_objects])
+        for t, o in pairs:
+            self._hit(self._lives[t], valid[o], float(axis[o]))
+        self._miss_unmatched(matched_tracks)
+        self._start_tracks(valid, z, r, axis, set(matched_objects.tolist()))
+        self.tracks = self._outputs()
+        return self.tracks
+
+    def _reset_reason(self, stamp_ns: int, frame: str) -> Optional[str]:
+        last = self._last_stamp_ns
+        if last is None:
+            return None
+        if stamp_ns < last:
+            return f"time went backwards: stamp {stamp_ns} ns is before the previous {last} ns (bag loop?)"
+        if (stamp_ns - last) * 1e-9 > self.config.reset_after_gap_s:
+            return (f"gap of {(stamp_ns - last) * 1e-9:.3f} s between stamps {last} ns and {stamp_ns} ns exceeds "
+                    f"reset_after_gap_s = {self.config.reset_after_gap_s} s")
+        if frame != self.frame:
+            return (f"tracks were in the {self.frame} frame and this update is in the {frame} frame "
+                    f"(the ego pose {'disappeared' if frame == FRAME_VEHICLE else 'appeared'})")
+        return None
+
+    def _measurements(self, objects: Sequence[GroundObject],
+                      pose: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions (m, 2), covariances with the floor (m, 2, 2) and footprint axes (m,) in the tracking frame."""
+        z = np.array([(o.footprint.x_m, o.footprint.y_m) for o in objects], dtype=np.float64).reshape(-1, 2)
+        r = np.array([o.covariance_xy for o in objects], dtype=np.float64).reshape(-1, 2, 2)
+        r = (r + np.swapaxes(r, 1, 2)) / 2
+        axis = np.array([o.footprint.heading_rad for o in objects], dtype=np.float64)
+        if pose is not None:
+            j = pose[:2, :2]  # x and y of the vehicle frame's ground plane, seen in odom's x and y
+            z = z @ j.T + pose[:2, 3]
+            r = j @ r @ j.T
+            direction = np.stack([np.cos(axis), np.sin(axis)], 1) @ j.T
+            axis = np.arctan2(direction[:, 1], direction[:, 0])
+        r = r + np.eye(2) * self.config.measurement_sigma_floor_m ** 2
+        return z, r, _wrap_half_pi(axis)
+
+    def _associate(self, objects: Sequence[GroundObject], z: np.ndarray, r: np.ndarray) -> List[Tuple[int, int]]:
+        """(track index, object index) pairs: per class, the assignment of least total cost inside the gate.
+
+        Established (confirmed or lost) tracks are matched first, tentative ones to what is left: a
+        tentative track born of one outlying detection next to a track that missed it would
+        otherwise compete with that track for the object's next detections, and the two could take
+        turns forever, neither missing misses_to_delete frames in a row.
+        """
+        pairs: List[Tuple[int, int]] = []
+        if not objects or not self._lives:
+            return pairs
+        track_class = np.array([life.class_name for life in self._lives], dtype=object)
+        tentative = np.array([life.status == TENTATIVE for life in self._lives])
+        object_class = np.array([o.class_name for o in objects], dtype=object)
+        free = np.ones(len(objects), dtype=bool)
+        for stage in (~tentative, tentative):
+            for name in sorted(set(track_class[stage].tolist()) & set(object_class[free].tolist())):
+                found = self._assign(np.flatnonzero(stage & (track_class == name)),
+                                     np.flatnonzero(free & (object_class == name)), z, r)
+                pairs.extend(found)
+                free[[o for _, o in found]] = False
+        return pairs
+
+    def _assign(self, ti: np.ndarray, oi: np.ndarray, z: np.ndarray, r: np.ndarray) -> List[Tuple[int, int]]:
+        """Least-cost pairs of tracks ti and objects oi inside the gate."""
+        d2, log_det = kalman.mahalanobis_sq(self._x[ti], self._p[ti], z[oi], r[oi])
+        inside = d2 <= self.config.gate_chi2
+        if not inside.any():
+            return []
+        # d^2 + ln det S: twice the negative log-likelihood, up to a constant
+        cost = np.where(inside, d2 + log_det, _INFEASIBLE)
+        rows, cols = linear_sum_assignment(cost)
+        return [(int(ti[a]), int(oi[b])) for a, b in zip(rows, cols) if inside[a, b]]
+
+    def _smoothing(self, life: _Life) -> float:
+        # the first few measurements are averaged equally, later ones enter with a fixed weight
+        return max(1.0 / life.hits, self.config.size_smoothing)
+
+    def _hit(self, life: _Life, obj: GroundObject, axis_rad: float) -> None:
+        life.hits += 1
+        life.misses = 0
+        life.segment_id = int(obj.segment_id)
+        life.score = float(obj.score)
+        if life.status == LOST or (life.status == TENTATIVE and life.hits >= self.config.hits_to_confirm):
+            life.status = CONFIRMED
+        if not obj.truncated:  # a mask cut by the image border gives a footprint too small
+            w = self._smoothing(life)
+            life.length_m += w * (obj.footprint.length_m - life.length_m)
+            life.width_m += w * (obj.footprint.width_m - life.width_m)
+            life.axis_c2 += w * (math.cos(2 * axis_rad) - life.axis_c2)
+            life.axis_s2 += w * (math.sin(2 * axis_rad) - life.axis_s2)
+
+    def _miss_unmatched(self, matched_tracks: np.ndarray) -> None:
+        keep = np.ones(len(self._lives), dtype=bool)
+        keep[matched_tracks] = False
+        for t in np.flatnonzero(keep).tolist():
+            life = self._lives[t]
+            life.misses += 1
+            if life.status == TENTATIVE or life.misses >= self.config.misses_to_delete:
+                keep[t] = False
+            else:
+                keep[t] = True
+                life.status = LOST
+        keep[matched_tracks] = True
+        self._keep(keep)
+
+    def _start_tracks(self, objects: Sequence[GroundObject], z: np.ndarray, r: np.ndarray, axis: np.ndarray,
+                      matched: set) -> None:
+        new = [k for k, o in enumerate(objects)
+               if k not in matched and o.score >= self.config.for_class(o.class_name).min_score]
+        if not new:
+            return
+        cfg = self.config
+        params = [cfg.for_class(objects[k].class_name) for k in new]
+        velocity_sigma = np.array([p.initial_velocity_sigma_mps for p in params])
+        accel_sigma = np.array([p.acceleration_sigma_mps2 for p in params])
+        if self.frame == FRAME_VEHICLE:
+            velocity_sigma = np.hypot(velocity_sigma, cfg.without_odometry.ego_speed_sigma_mps)
+            accel_sigma = np.hypot(accel_sigma, cfg.without_odometry.ego_acceleration_sigma_mps2)
+        x, p = kalman.initial_state(z[new], r[new], velocity_sigma)
+        self._x = np.concatenate([self._x, x])
+        self._p = np.concatenate([self._p, p])
+        self._accel_sigma = np.concatenate([self._accel_sigma, accel_sigma])
+        for k in new:
+            obj = objects[k]
+            self._lives.append(_Life(
+                track_id=self._next_id, class_name=obj.class_name, category=int(obj.category),
+                status=CONFIRMED if cfg.hits_to_confirm <= 1 else TENTATIVE,
+                length_m=float(obj.footprint.length_m), width_m=float(obj.footprint.width_m),
+                axis_c2=math.cos(2 * axis[k]), axis_s2=math.sin(2 * axis[k]),
+                segment_id=int(obj.segment_id), score=float(obj.score)))
+            self._next_id += 1
+
+    # ------------------------------------------------------------------ outputs
+    def _outputs(self) -> List[Track]:
+        cfg = self.config
+        out = []
+        for life, x, p in zip(self._lives, self._x, self._p):
+            vx, vy = float(x[2]), float(x[3])
+            speed = math.hypot(vx, vy)
+            p_v = p[2:, 2:]
+            if speed > 1e-9:
+                u = np.array([vx, vy]) / speed
+                speed_sigma = math.sqrt(max(float(u @ p_v @ u), 0.0))
+            else:
+                speed_sigma = math.sqrt(max(float(np.linalg.eigvalsh(p_v)[-1]), 0.0))
+            axis = _wrap_half_pi(0.5 * math.atan2(life.axis_s2, life.axis_c2))
+            # moving clearly faster than the velocity's noise: the direction of travel is the heading
+            significant = speed > cfg.significant_speed_sigmas * speed_sigma
+            if significant and speed >= cfg.heading_min_speed_mps:
+                heading = life.front_rad = _wrap_pi(math.atan2(vy, vx))
+            elif life.front_rad is None:
+                heading = axis
+            else:  # the footprint's axis, turned to the side of the last known direction of travel
+                heading = _wrap_pi(axis if math.cos(axis - life.front_rad) >= 0 else axis + math.pi)
+            out.append(Track(
+                track_id=life.track_id, class_name=life.class_name, category=life.category, status=life.status,
+                x_m=float(x[0]), y_m=float(x[1]), vx_mps=vx, vy_mps=vy, speed_mps=speed,
+                speed_sigma_mps=speed_sigma, is_moving=significant and speed > cfg.moving_speed_mps,
+                heading_rad=heading,
+                front_known=life.front_rad is not None, length_m=life.length_m, width_m=life.width_m,
+                covariance=tuple(float(v) for v in p.ravel()), age_frames=life.age_frames, hits=life.hits,
+                misses=life.misses, segment_id=life.segment_id, score=life.score))
+        out.sort(key=lambda t: t.track_id)
+        return out
