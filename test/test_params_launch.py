@@ -138,7 +138,13 @@ def test_rviz_config_shows_the_node_outputs_in_the_vehicle_frame():
     displays = {d["Class"]: d for d in manager["Displays"] if d["Class"] != "rviz/Map"}
     maps = {d["Topic"]: d for d in manager["Displays"] if d["Class"] == "rviz/Map"}
     assert displays["rviz/Image"]["Image Topic"] == "/panoptic_perception/overlay"
-    assert displays["rviz/MarkerArray"]["Marker Topic"] == "/panoptic_perception/markers"
+    markers = {d["Marker Topic"]: d for d in manager["Displays"] if d["Class"] == "rviz/MarkerArray"}
+    assert set(markers) == {"/panoptic_perception/markers", "/panoptic_perception/track_markers"}
+    from panoptic_perception.ros import visualization as vis
+
+    assert set(markers["/panoptic_perception/track_markers"]["Namespaces"]) == {
+        vis.TRACK_NS, vis.TRACK_LABEL_NS, vis.VELOCITY_NS}
     assert "rviz/TF" in displays
     assert maps["/panoptic_perception/grid"]["Enabled"] is True
     assert "/panoptic_perception/class_grid" in maps
+    assert "/panoptic_perception/fused_grid" in maps

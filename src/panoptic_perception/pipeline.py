@@ -9,7 +9,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -26,6 +26,9 @@ from panoptic_perception.runtime.config import RuntimeConfig, load_runtime_confi
 
 if TYPE_CHECKING:  # the projection (and torch) load with the first projected frame, not at import
     from panoptic_perception.geometry.projection import GridResult
+    from panoptic_perception.tracking.fused_grid import FusedGridResult
+    from panoptic_perception.tracking.stage import TrackingStage
+    from panoptic_perception.tracking.tracker import Track
 
 DEFAULT_PIPELINE_CONFIG = CONFIG_DIR / "pipeline.yaml"
 INDEX_CACHE_SIZES = 4  # image sizes whose upsampling index tables are kept (one camera needs one)
@@ -40,6 +43,10 @@ class PipelineConfig:
     # Overrides of the grid YAML: GridConfig fields (`grid` takes GridExtent fields); empty = the file's.
     grid_overrides: Dict[str, Any] = field(default_factory=dict)
     project_grid: bool = True
+    # Tracking over frames (frames given a stamp): a tracker and, with an ego pose, the grid fused in odom.
+    track: bool = True
+    tracker_config: str = "config/tracker.yaml"
+    fused_grid_config: str = "config/fused_grid.yaml"
     # Overrides of what the checkpoint's model config says: single FusionConfig fields (empty = keep the
     # checkpoint's), applied before the graph is built because the fusion is part of it.
     fusion_overrides: Dict[str, Any] = field(default_factory=dict)
@@ -98,6 +105,12 @@ class FrameResult:
     grid: Optional[GridResult] = None  # host numpy grids (GridResult.to_numpy())
     timings_ms: Dict[str, float] = field(default_factory=dict)
     grid_error: Optional[str] = None  # why no grid was made although a camera was given
+    # Tracking (frames given a stamp): every live track, in `tracking_frame` (odom with an ego pose,
+    # else vehicle); segments of confirmed tracks carry their track_id.
+    tracks: List[Track] = field(default_factory=list)
+    tracking_frame: Optional[str] = None
+    fused_grid: Optional[FusedGridResult] = None  # with an ego pose and a grid
+    tracking_reset: Optional[str] = None  # why this frame started the tracks afresh
 
 
 class Pipeline:
@@ -134,12 +147,29 @@ class Pipeline:
         self.grid_config = grid_config_with_overrides(self.grid_config_path(), self.config.grid_overrides,
                                                       self.label_space)
         self._projector = None
+        self._tracking: Optional[TrackingStage] = None
+        if self.config.track:
+            self._tracking = self._tracking_stage()
         self._torch = torch
         thing = [c.is_thing for c in self.label_space.categories] + [False]
         self._is_thing_table = np.array(thing, dtype=bool)
         # per image size; bounded so a camera changing size every frame cannot grow memory forever
         self._index_cache: LruCache[tuple] = LruCache(INDEX_CACHE_SIZES)
         self._image_size_cache: LruCache[Any] = LruCache(INDEX_CACHE_SIZES)
+
+    def _tracking_stage(self) -> TrackingStage:
+        from panoptic_perception.tracking.config import load_tracker_config
+        from panoptic_perception.tracking.fused_grid import FusedGrid, load_fused_grid_config
+        from panoptic_perception.tracking.stage import TrackingStage
+
+        fused = FusedGrid(load_fused_grid_config(resolve_path(self.config.fused_grid_config)))
+        return TrackingStage(load_tracker_config(resolve_path(self.config.tracker_config)), fused,
+                             self.label_space.names)
+
+    def reset_tracking(self) -> None:
+        """Forget tracks and the fused grid (the next frame starts a new drive); ids keep counting up."""
+        if self._tracking is not None:
+            self._tracking.reset()
 
     def grid_config_path(self) -> str:
         """The grid YAML to project with (resolved path). Its class lists name classes of one label space,
@@ -340,8 +370,10 @@ class Pipeline:
 
     # -- one frame ------------------------------------------------------------------------------
 
-    def process(self, rgb: np.ndarray, camera: Optional[Camera] = None) -> FrameResult:
-        """One RGB frame (uint8 [H, W, 3]) seen by `camera` -> panoptic segmentation and grid."""
+    def process(self, rgb: np.ndarray, camera: Optional[Camera] = None, stamp_ns: Optional[int] = None,
+                odom_from_vehicle: Optional[np.ndarray] = None) -> FrameResult:
+        """One RGB frame (uint8 [H, W, 3]) seen by `camera` -> panoptic segmentation and grid; with the
+        image's `stamp_ns`, tracks too (and with the ego pose `odom_from_vehicle`, the fused grid)."""
         torch = self._torch
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         timings: Dict[str, float] = {}
@@ -361,20 +393,63 @@ class Pipeline:
         t3 = time.perf_counter()
         timings.update(preprocess_ms=(t1 - t0) * 1e3, network_ms=(t2 - t1) * 1e3,
                        postprocess_ms=(t3 - t2) * 1e3)
-        grid, grid_error = None, None
+        # Project the network-size map: the projector scales the camera to it, and it is
+        # (input/image)^2 fewer pixels than the upsampled map.
+        result = FrameResult(segment_map, category_map, segments, timings_ms=timings)
+        self._project_and_track(result, outputs, camera, stamp_ns, odom_from_vehicle)
+        timings["total_ms"] = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def process_panoptic(self, segment_map: np.ndarray, segments: Sequence[Segment], camera: Optional[Camera] = None,
+                         stamp_ns: Optional[int] = None, odom_from_vehicle: Optional[np.ndarray] = None
+                         ) -> FrameResult:
+        """The stages after the network (projection, objects, tracking) on a given panoptic segmentation,
+        e.g. a drive's ground truth: segment ids [H, W] (0 void) and their segments (label space ids)."""
+        from panoptic_perception.geometry.panoptic_outputs import fusion_outputs_from_panoptic
+
+        t0 = time.perf_counter()
+        segment_map = np.asarray(segment_map)
+        categories = {s.id: s.category_id for s in segments}
+        outputs, slot_of = fusion_outputs_from_panoptic(segment_map, categories, self.label_space)
+        category_map = np.full(segment_map.shape, self.label_space.ignore_id, dtype=np.uint8)
+        for seg in segments:
+            category_map[segment_map == seg.id] = seg.category_id
+        result = FrameResult(segment_map.astype(np.int32, copy=False), category_map, list(segments),
+                             timings_ms={})
+        self._project_and_track(result, outputs, camera, stamp_ns, odom_from_vehicle,
+                                segment_of_slot={slot: seg_id for seg_id, slot in slot_of.items()})
+        result.timings_ms["total_ms"] = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def _project_and_track(self, result: FrameResult, outputs: Dict[str, object], camera: Optional[Camera],
+                           stamp_ns: Optional[int], odom_from_vehicle: Optional[np.ndarray],
+                           segment_of_slot: Optional[Dict[int, int]] = None) -> None:
+        """Fills result.grid (or grid_error) and, for a stamped frame, the tracking fields. The panoptic
+        result stands on its own: a grid problem is reported in grid_error, never raised."""
+        height_px, width_px = result.segment_map.shape
+        t0 = time.perf_counter()
         if self.config.project_grid and camera is not None:
             if (camera.width, camera.height) != (width_px, height_px):
                 raise InputError(f"camera is {camera.width}x{camera.height} but the image is "
                                  f"{width_px}x{height_px}")
-            # Project the network-size map: the projector scales the camera to it, and it is
-            # (input/image)^2 fewer pixels than the upsampled map.
             try:
                 grid = self.projector_for(camera).project(outputs)
             except PerceptionError as exc:
-                # the panoptic result stands on its own: a grid problem must not lose it
-                grid_error = str(exc)
+                result.grid_error = str(exc)
             else:
-                grid = grid.to_numpy()
-                timings["projection_ms"] = (time.perf_counter() - t3) * 1e3
-        timings["total_ms"] = (time.perf_counter() - t0) * 1e3
-        return FrameResult(segment_map, category_map, segments, grid, timings, grid_error)
+                result.grid = grid.to_numpy()
+                if segment_of_slot is not None:  # objects name the given segments, not the slots
+                    result.grid.objects = [dataclasses.replace(o, segment_id=segment_of_slot[o.segment_id])
+                                           for o in result.grid.objects]
+                result.timings_ms["projection_ms"] = (time.perf_counter() - t0) * 1e3
+        if self._tracking is None or stamp_ns is None:
+            return
+        t1 = time.perf_counter()
+        objects = result.grid.objects if result.grid is not None else []
+        tracking = self._tracking.update(objects, stamp_ns, odom_from_vehicle, result.grid)
+        result.tracks, result.tracking_frame = tracking.tracks, tracking.frame
+        result.fused_grid, result.tracking_reset = tracking.fused_grid, tracking.reset_reason
+        if tracking.track_of_segment:
+            result.segments = [dataclasses.replace(s, track_id=tracking.track_of_segment.get(s.id, 0))
+                               for s in result.segments]
+        result.timings_ms["tracking_ms"] = (time.perf_counter() - t1) * 1e3

@@ -25,7 +25,7 @@ import math
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
-from geometry_msgs.msg import Point, Pose
+from geometry_msgs.msg import Point, Pose, Vector3
 from nav_msgs.msg import MapMetaData, OccupancyGrid
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -35,7 +35,15 @@ from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.camera import Intrinsics
 from panoptic_perception.geometry.grid import GridGeometry
 from panoptic_perception.geometry.objects import GroundObject
-from panoptic_perception.msg import DetectedObject, DetectedObjects, PanopticSegmentation, Segment
+from panoptic_perception.msg import (
+    DetectedObject,
+    DetectedObjects,
+    PanopticSegmentation,
+    Segment,
+    TrackedObject,
+    TrackedObjects,
+)
+from panoptic_perception.tracking.tracker import CONFIRMED, LOST, TENTATIVE, Track
 
 # encoding -> (channels, cv2 conversion code name to RGB or None when already RGB)
 _INPUT_ENCODINGS = {
@@ -295,6 +303,7 @@ def panoptic_to_msg(segment_map: np.ndarray, segments: Sequence[PanopticSegment]
             is_thing=category.is_thing if seg.is_thing is None else seg.is_thing,
             score=seg.score, area=seg.area_px,
             bbox=RegionOfInterest(x_offset=max(x, 0), y_offset=max(y, 0), width=max(w, 0), height=max(h, 0)),
+            track_id=seg.track_id,
         ))
     msg.segments = out
     return msg
@@ -348,6 +357,27 @@ def objects_to_msg(objects: Sequence[GroundObject], header: Header, vehicle_fram
     return out
 
 
+_TRACK_STATUS = {TENTATIVE: TrackedObject.TENTATIVE, CONFIRMED: TrackedObject.CONFIRMED, LOST: TrackedObject.LOST}
+
+
+def tracks_to_msg(tracks: Sequence[Track], header: Header, frame_id: str, ego_motion_known: bool) -> TrackedObjects:
+    """Tracks -> TrackedObjects with the input stamp, in `frame_id` (odom, or the vehicle frame)."""
+    out = TrackedObjects(header=copy_header(header, frame_id=frame_id), ego_motion_known=ego_motion_known)
+    for track in tracks:
+        if track.status not in _TRACK_STATUS:
+            raise InputError(f"track {track.track_id}: unknown status {track.status!r}")
+        out.tracks.append(TrackedObject(
+            track_id=track.track_id, status=_TRACK_STATUS[track.status], segment_id=track.segment_id,
+            category_id=track.category, category_name=track.class_name, score=track.score,
+            position=Point(x=track.x_m, y=track.y_m, z=0.0),
+            velocity=Vector3(x=track.vx_mps, y=track.vy_mps, z=0.0), speed_mps=track.speed_mps,
+            speed_sigma_mps=track.speed_sigma_mps, is_moving=track.is_moving, heading_rad=track.heading_rad,
+            front_known=track.front_known, length_m=track.length_m, width_m=track.width_m,
+            covariance=list(track.covariance), age_frames=track.age_frames, hits=track.hits, misses=track.misses,
+        ))
+    return out
+
+
 # ----------------------------------------------------------------------------- reading outputs back
 
 
@@ -364,7 +394,8 @@ def panoptic_msg_to_numpy(msg: PanopticSegmentation) -> Tuple[np.ndarray, List[P
     ids = np.ascontiguousarray(rows).view(dtype).reshape(image.height, image.width).astype(np.int32)
     segments = [PanopticSegment(id=s.id, category_id=s.category_id, score=s.score, area_px=s.area,
                                 bbox_xywh=(s.bbox.x_offset, s.bbox.y_offset, s.bbox.width, s.bbox.height),
-                                category_name=s.category_name, is_thing=s.is_thing) for s in msg.segments]
+                                category_name=s.category_name, is_thing=s.is_thing, track_id=s.track_id)
+                for s in msg.segments]
     return ids, segments
 
 

@@ -37,6 +37,9 @@ def pipeline_config_from_params(params: NodeParams):
         runtime=params.runtime_config_with_overrides(base.runtime),
         grid_config_path=params.grid_config or base.grid_config_path,
         grid_overrides={**base.grid_overrides, **params.grid_overrides()},
+        track=params.track,
+        tracker_config=params.tracker_config or base.tracker_config,
+        fused_grid_config=params.fused_grid_config or base.fused_grid_config,
         input_width=params.input_width or base.input_width,
         input_height=params.input_height or base.input_height,
         # fusion is in the compiled graph: applied before building
@@ -66,7 +69,7 @@ class PanopticNode:
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from visualization_msgs.msg import MarkerArray
 
-        from panoptic_perception.msg import DetectedObjects, PanopticSegmentation
+        from panoptic_perception.msg import DetectedObjects, PanopticSegmentation, TrackedObjects
 
         # kept to hand back to a restarted master (see MasterWatch), with the global clock setting
         self._private_params = rospy.get_param("~", {})
@@ -85,6 +88,9 @@ class PanopticNode:
         self.pub_class_grid = rospy.Publisher("~class_grid", OccupancyGrid, queue_size=1)
         self.pub_objects = rospy.Publisher("~objects", DetectedObjects, queue_size=1)
         self.pub_markers = rospy.Publisher("~markers", MarkerArray, queue_size=1)
+        self.pub_tracks = rospy.Publisher("~tracks", TrackedObjects, queue_size=1)
+        self.pub_track_markers = rospy.Publisher("~track_markers", MarkerArray, queue_size=1)
+        self.pub_fused_grid = rospy.Publisher("~fused_grid", OccupancyGrid, queue_size=1)
         self.pub_diagnostics = rospy.Publisher("/diagnostics", DiagnosticArray, queue_size=1)
 
         self.tf_buffer = tf2_ros.Buffer(cache_time=rospy.Duration(30.0))
@@ -93,6 +99,7 @@ class PanopticNode:
         self._intrinsics_key: Optional[Tuple] = None
         self._intrinsics: Optional[Intrinsics] = None
         self._extrinsics_source = "parameters"
+        self._ego_motion_source = "none yet"  # "tf": odom -> vehicle found at the last stamp
 
         self.slot = NewestFrameSlot()
         self.stats = RollingStats()
@@ -169,8 +176,9 @@ class PanopticNode:
         self.health.reset_window()
         self._intrinsics_key = None
         self._extrinsics_source = "parameters"
+        self.pipeline.reset_tracking()
         rospy.loginfo(f"panoptic_perception: time jumped back (jump {self._time_jump.jumps}); latency "
-                      f"statistics, skip window and camera cache reset")
+                      f"statistics, skip window, camera cache, tracks and fused grid reset")
 
     def _warn(self, text: str, log=None) -> None:
         if self._throttle.should_log(text):
@@ -248,20 +256,45 @@ class PanopticNode:
         self._extrinsics_source = "tf"
         return Extrinsics.from_matrix(transform_to_matrix(tf.transform))
 
+    def _ego_pose(self, header: Any) -> Optional[Any]:
+        """odom -> vehicle (4x4) at the image stamp from tf, or None: tracking then runs in the vehicle
+        frame (said once in the log, and in /diagnostics), never on a guessed motion."""
+        if self.tf_listener is None:
+            return None
+        import tf2_ros
+
+        odom, vehicle = self.params.odom_frame, self.params.vehicle_frame
+        try:
+            tf = self.tf_buffer.lookup_transform(odom, vehicle, header.stamp,
+                                                 rospy.Duration(self.params.tf_timeout_s))
+        except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException) as exc:
+            if self._ego_motion_source != "unknown":
+                rospy.logwarn(f"panoptic_perception: no odometry in tf ({odom} -> {vehicle}: {exc}); tracks in "
+                              f"{vehicle} with velocities relative to the vehicle, no fused grid, until it appears")
+            self._ego_motion_source = "unknown"
+            return None
+        if self._ego_motion_source != "tf":
+            rospy.loginfo(f"panoptic_perception: ego motion from tf {odom} -> {vehicle}")
+        self._ego_motion_source = "tf"
+        return transform_to_matrix(tf.transform)
+
     # -- one frame ----------------------------------------------------------------------------
 
     def process(self, image_msg: Any, info_msg: Any, arrival: Optional[float] = None) -> None:
         from panoptic_perception.ros import conversions as conv
-        from panoptic_perception.ros.visualization import draw_overlay, objects_to_markers
+        from panoptic_perception.ros.visualization import draw_overlay, objects_to_markers, tracks_to_markers
 
         arrival = time.monotonic() if arrival is None else arrival
         rgb = conv.image_message_to_rgb(image_msg, self._max_image_size)
         conv.check_image_matches_camera_info(rgb, info_msg)
         camera = self._camera(image_msg, info_msg)
-        wants_grid = any(p.get_num_connections() > 0 for p in
-                         (self.pub_grid, self.pub_class_grid, self.pub_objects, self.pub_markers))
-        result = self.pipeline.process(rgb, camera if wants_grid else None)
         header = image_msg.header
+        # Tracking needs every frame's objects, whoever listens: a frame left out is a miss to the tracker.
+        wants_grid = self.params.track or any(p.get_num_connections() > 0 for p in
+                                              (self.pub_grid, self.pub_class_grid, self.pub_objects, self.pub_markers))
+        stamp_ns = header.stamp.to_nsec() if self.params.track else None
+        pose = self._ego_pose(header) if self.params.track else None
+        result = self.pipeline.process(rgb, camera if wants_grid else None, stamp_ns, pose)
         start = time.perf_counter()
         if self.pub_panoptic.get_num_connections():
             self.pub_panoptic.publish(conv.panoptic_to_msg(result.segment_map, result.segments, header,
@@ -287,6 +320,20 @@ class PanopticNode:
                 self.pub_objects.publish(conv.objects_to_msg(grid.objects, header, frame))
             if self.pub_markers.get_num_connections():
                 self.pub_markers.publish(objects_to_markers(grid.objects, header, frame, self.label_space))
+        if result.tracking_reset:
+            rospy.loginfo(f"panoptic_perception: tracks restarted: {result.tracking_reset}")
+        if result.tracking_frame is not None:
+            track_frame = self.params.odom_frame if result.tracking_frame == "odom" else frame
+            if self.pub_tracks.get_num_connections():
+                self.pub_tracks.publish(conv.tracks_to_msg(result.tracks, header, track_frame,
+                                                           result.tracking_frame == "odom"))
+            if self.pub_track_markers.get_num_connections():
+                self.pub_track_markers.publish(tracks_to_markers(result.tracks, header, track_frame,
+                                                                 self.label_space))
+        fused = result.fused_grid
+        if fused is not None and self.pub_fused_grid.get_num_connections():
+            self.pub_fused_grid.publish(conv.occupancy_to_msg(fused.occupancy, fused.geometry, header,
+                                                              self.params.odom_frame))
         timings = dict(result.timings_ms)
         timings["publish_ms"] = (time.perf_counter() - start) * 1e3
         timings["latency_ms"] = (time.monotonic() - arrival) * 1e3  # arrival to published, wall clock
@@ -315,6 +362,7 @@ class PanopticNode:
             "backend_reason": self.pipeline.backend.reason,
             "model": str(self.pipeline.model_path),
             "extrinsics_source": self._extrinsics_source,
+            "ego_motion_source": self._ego_motion_source if self.params.track else "tracking off",
             "frames_received": health.images_received,
             "camera_infos_received": health.camera_infos_received,
             "frames_waiting_for_camera_info": health.waiting_for_camera_info,

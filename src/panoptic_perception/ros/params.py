@@ -159,6 +159,14 @@ class NodeParams:
                                                  "(road, sidewalk, terrain)")
     obstacle_classes: Optional[List[str]] = _p(None, "stuff classes that occupy cells (things always do); "
                                                      "null = grid_config's")
+    track: bool = _p(True, "track things over frames (~tracks, track ids in ~panoptic) and fuse the grid over "
+                           "time (~fused_grid, needs odometry in tf)")
+    odom_frame: str = _p("odom", "odometry frame (REP 105): tf odom_frame -> vehicle_frame at the image stamp is "
+                                 "the ego motion; without it tracks stay in the vehicle frame and no grid is fused")
+    tracker_config: str = _p("", "tracker YAML (noise, gate, births and deaths); empty = pipeline_config's "
+                                 "(config/tracker.yaml)")
+    fused_grid_config: str = _p("", "fused grid YAML (odom window, decay, clamp); empty = pipeline_config's "
+                                    "(config/fused_grid.yaml)")
     approximate_sync: bool = _p(False, "approximate-time Image/CameraInfo sync instead of exact stamps")
     sync_slop_s: float = _p(0.01, "largest stamp difference accepted by approximate sync", "s")
     sync_queue_size: int = _p(5, "messages per topic held while matching stamps", "msgs")
@@ -176,9 +184,12 @@ class NodeParams:
             value = getattr(self, name)
             _require(value == 0 or (value > 0 and value % 32 == 0),
                      f"{name} must be 0 (model's own) or a positive multiple of 32, got {value}")
-        _require(bool(self.vehicle_frame.strip()) and not self.vehicle_frame.startswith("/"),
-                 f"vehicle_frame must be a non-empty tf frame id without a leading '/', "
-                 f"got {self.vehicle_frame!r}")
+        for name in ("vehicle_frame", "odom_frame"):
+            frame = getattr(self, name)
+            _require(bool(frame.strip()) and not frame.startswith("/"),
+                     f"{name} must be a non-empty tf frame id without a leading '/', got {frame!r}")
+        _require(self.odom_frame != self.vehicle_frame,
+                 f"odom_frame and vehicle_frame must differ, both are {self.vehicle_frame!r}")
         _require(0.0 <= self.tf_timeout_s <= 5.0,
                  f"tf_timeout_s must be within [0, 5], got {self.tf_timeout_s}")
         _require(0.0 < self.sync_slop_s <= 1.0, f"sync_slop_s must be within (0, 1], got {self.sync_slop_s}")

@@ -8,6 +8,9 @@ comparisons for outlines), so a KITTI-sized frame takes a few milliseconds.
 TEXT_VIEW_FACING label per object. Marker ids are the segment ids (stable for as long as the
 pipeline keeps a segment's id), and every array starts with a DELETEALL so markers of objects
 that disappeared vanish in the same rviz update instead of lingering.
+
+`tracks_to_markers` draws tracks the same way, keyed by track id, with "#id class speed" labels and
+a velocity arrow for moving ones (what a second from now looks like).
 """
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.objects import GroundObject
 from panoptic_perception.ros.conversions import copy_header, to_numpy
+from panoptic_perception.tracking.tracker import CONFIRMED, TENTATIVE, Track
 
 FOOTPRINT_NS = "footprints"
 LABEL_NS = "labels"
+TRACK_NS, TRACK_LABEL_NS, VELOCITY_NS = "tracks", "track_labels", "velocities"
 _OUTLINE_RGB = (255, 255, 255)
 
 
@@ -123,7 +128,7 @@ def _draw_labels(image: np.ndarray, things: Sequence[Segment], categories: Seque
     thickness = 1
     for rec in sorted(things, key=lambda r: r.score):  # best on top
         name = rec.category_name or _category_name(categories, rec.category_id)
-        text = f"{name} {rec.score:.2f}"
+        text = f"{name} {rec.score:.2f}" + (f" #{rec.track_id}" if rec.track_id else "")
         (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         x, y = int(rec.bbox_xywh[0]), int(rec.bbox_xywh[1])
         x = min(max(x, 0), max(width - tw - 2, 0))
@@ -166,20 +171,69 @@ def objects_to_markers(objects: Sequence[GroundObject], header: Header, vehicle_
         # Objects without a size estimate still get a visible footprint.
         corners = footprint_corners(footprint.x_m, footprint.y_m, footprint.heading_rad,
                                     max(footprint.length_m, 0.1), max(footprint.width_m, 0.1))
-        strip = Marker(header=marker_header, ns=FOOTPRINT_NS, id=marker_id, type=Marker.LINE_STRIP,
-                       action=Marker.ADD, color=colour, lifetime=lifetime, frame_locked=False)
-        strip.pose.orientation.w = 1.0
-        strip.scale.x = line_width_m
-        strip.points = [Point(x=float(cx), y=float(cy), z=0.05) for cx, cy in (*corners, corners[0])]
         name = obj.class_name or _category_name(categories, obj.category)
         rng = math.hypot(obj.x_m, obj.y_m)
-        text = Marker(header=marker_header, ns=LABEL_NS, id=marker_id, type=Marker.TEXT_VIEW_FACING,
-                      action=Marker.ADD, color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0), lifetime=lifetime,
-                      text=f"{name} {obj.score:.2f}\n{rng:.1f} m")
-        text.pose.position.x, text.pose.position.y, text.pose.position.z = obj.x_m, obj.y_m, 1.5
-        text.pose.orientation.w = 1.0
-        text.scale.z = text_height_m
-        markers.extend((strip, text))
+        markers.append(_footprint_strip(marker_header, FOOTPRINT_NS, marker_id, colour, lifetime, corners,
+                                        line_width_m))
+        markers.append(_label(marker_header, LABEL_NS, marker_id, lifetime, f"{name} {obj.score:.2f}\n{rng:.1f} m",
+                              obj.x_m, obj.y_m, text_height_m))
+    return MarkerArray(markers=markers)
+
+
+def _footprint_strip(header: Header, ns: str, marker_id: int, colour: ColorRGBA, lifetime: Any,
+                     corners: np.ndarray, line_width_m: float) -> Marker:
+    strip = Marker(header=header, ns=ns, id=marker_id, type=Marker.LINE_STRIP, action=Marker.ADD, color=colour,
+                   lifetime=lifetime, frame_locked=False)
+    strip.pose.orientation.w = 1.0
+    strip.scale.x = line_width_m
+    strip.points = [Point(x=float(cx), y=float(cy), z=0.05) for cx, cy in (*corners, corners[0])]
+    return strip
+
+
+def _label(header: Header, ns: str, marker_id: int, lifetime: Any, text: str, x_m: float, y_m: float,
+           text_height_m: float) -> Marker:
+    label = Marker(header=header, ns=ns, id=marker_id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                   color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0), lifetime=lifetime, text=text)
+    label.pose.position.x, label.pose.position.y, label.pose.position.z = x_m, y_m, 1.5
+    label.pose.orientation.w = 1.0
+    label.scale.z = text_height_m
+    return label
+
+
+def tracks_to_markers(tracks: Sequence[Track], header: Header, frame_id: str, label_space: Any,
+                      line_width_m: float = 0.1, text_height_m: float = 0.8, arrow_horizon_s: float = 1.0,
+                      lifetime_s: float = 0.0) -> MarkerArray:
+    """Confirmed and lost tracks as footprints, "#id class speed" labels and velocity arrows (the
+    distance covered in `arrow_horizon_s`, moving tracks only), preceded by a DELETEALL. Marker id =
+    track id, so rviz shows the same object under the same id frame after frame; lost (coasting)
+    tracks are drawn faded."""
+    import genpy
+
+    marker_header = copy_header(header, frame_id=frame_id)
+    lut = color_lut(label_space).astype(np.float32) / 255.0
+    lifetime = genpy.Duration.from_sec(lifetime_s)
+    markers = [Marker(header=marker_header, action=Marker.DELETEALL)]
+    for track in tracks:
+        if track.status == TENTATIVE:
+            continue
+        marker_id = int(track.track_id) & 0x7FFFFFFF
+        r, g, b = (float(v) for v in lut[track.category & 0xFF])
+        colour = ColorRGBA(r=r, g=g, b=b, a=1.0 if track.status == CONFIRMED else 0.4)
+        corners = footprint_corners(track.x_m, track.y_m, track.heading_rad, max(track.length_m, 0.1),
+                                    max(track.width_m, 0.1))
+        markers.append(_footprint_strip(marker_header, TRACK_NS, marker_id, colour, lifetime, corners, line_width_m))
+        markers.append(_label(marker_header, TRACK_LABEL_NS, marker_id, lifetime,
+                              f"#{track.track_id} {track.class_name}\n{track.speed_mps:.1f} m/s", track.x_m, track.y_m,
+                              text_height_m))
+        if track.is_moving:
+            arrow = Marker(header=marker_header, ns=VELOCITY_NS, id=marker_id, type=Marker.ARROW,
+                           action=Marker.ADD, color=colour, lifetime=lifetime)
+            arrow.pose.orientation.w = 1.0
+            arrow.scale.x, arrow.scale.y, arrow.scale.z = line_width_m * 2, line_width_m * 4, line_width_m * 4
+            arrow.points = [Point(x=track.x_m, y=track.y_m, z=0.5),
+                            Point(x=track.x_m + track.vx_mps * arrow_horizon_s,
+                                  y=track.y_m + track.vy_mps * arrow_horizon_s, z=0.5)]
+            markers.append(arrow)
     return MarkerArray(markers=markers)
 
 
