@@ -1,0 +1,1 @@
+"""Tracking over time: ego motion, fused grid, tracked objects."""
