@@ -5,10 +5,10 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from panoptic_perception.geometry.camera import Camera
 from panoptic_perception.geometry.grid import load_grid_config
+from panoptic_perception.geometry.panoptic_outputs import fusion_outputs_from_panoptic
 from panoptic_perception.geometry.projection import GroundProjector
 from panoptic_perception.labels import load_label_space
 
@@ -19,20 +19,7 @@ ROAD = 0
 
 
 def _fusion_outputs(frame, labels):
-    """GT panoptic -> the fusion output contract (segment id = slot + 1, tables per slot)."""
-    ids = np.array(sorted(s.id for s in frame.segments))
-    cats = {s.id: s.category_id for s in frame.segments}
-    slot_map = np.searchsorted(ids, frame.panoptic) + 1
-    slot_map[frame.panoptic == 0] = 0
-    category = np.array([cats[i] for i in ids], dtype=np.int64)
-    outputs = {
-        "segment_map": torch.from_numpy(slot_map.astype(np.int32)),
-        "segment_category": torch.from_numpy(category),
-        "segment_is_thing": torch.tensor([labels.categories[c].is_thing for c in category]),
-        "segment_score": torch.ones(len(ids)),
-        "segment_valid": torch.ones(len(ids), dtype=torch.bool),
-    }
-    return outputs, {int(i): k + 1 for k, i in enumerate(ids)}
+    return fusion_outputs_from_panoptic(frame.panoptic, {s.id: s.category_id for s in frame.segments}, labels)
 
 
 @pytest.fixture(scope="module")
