@@ -19,13 +19,14 @@ from panoptic_perception.tracking.fused_grid import (
     FusedGrid,
     FusedGridConfig,
     load_fused_grid_config,
-    moving_footprints,
     planar_pose,
 )
 
 CAR, ROAD = 13, 0
 FREE_LO, OCC_LO = -0.75, 2.0  # per-frame evidence of the toy worlds (exact in float32)
 DT_NS = 100_000_000  # 10 Hz
+
+MOVING_SPEED_MPS = 0.5  # stands in for the tracker's is_moving: truth speeds are exact
 
 
 def pose(x_m: float = 0.0, y_m: float = 0.0, yaw_rad: float = 0.0) -> np.ndarray:
@@ -65,7 +66,7 @@ def free_world(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def small_config(**changes) -> FusedGridConfig:
     base = FusedGridConfig(size_x_m=20.0, size_y_m=20.0, resolution_m=0.5, recentre_distance_m=3.0,
                            evidence_weight=1.0, min_log_odds=-3.0, max_log_odds=4.0, decay_per_s=2.5,
-                           free_threshold=-0.4, occupied_threshold=0.4, moving_speed_mps=0.5, moving_margin_m=0.5)
+                           free_threshold=-0.4, occupied_threshold=0.4, moving_margin_m=0.5)
     return replace(base, **changes)
 
 
@@ -260,14 +261,6 @@ def test_a_footprint_counts_the_same_in_either_winding():
     np.testing.assert_array_equal(a.log_odds, b.log_odds)
 
 
-def test_moving_footprints_keeps_the_things_that_move():
-    boxes = [np.zeros((4, 2)) + k for k in range(3)]
-    kept = moving_footprints(boxes, [0.0, -2.0, 0.4], FusedGridConfig(moving_speed_mps=0.5))
-    assert len(kept) == 1 and kept[0] is boxes[1]
-    with pytest.raises(InputError, match="speeds"):
-        moving_footprints(boxes, [1.0], FusedGridConfig())
-
-
 # -- time and bad input ----------------------------------------------------------------------------
 
 def test_time_going_backwards_resets_and_says_so():
@@ -363,7 +356,7 @@ def drive():
         measured = [o for o in grid.objects if o.segment_id in speed]
         footprints = [o.footprint() for o in seen] + [o.footprint.corners() for o in measured]
         speeds = [math.hypot(*o.velocity_mps) for o in seen] + [speed[o.segment_id] for o in measured]
-        moving = moving_footprints(footprints, speeds, cfg)
+        moving = [f for f, v in zip(footprints, speeds) if v >= MOVING_SPEED_MPS]  # the tracker's is_moving
         frames.append((index, truth, grid, moving, pose(world.ego_x_m(index))))
     return world, cfg, frames
 

@@ -70,6 +70,7 @@ class TrackerConfig:
     acceleration_sigma_mps2: float = 2.0
     initial_velocity_sigma_mps: float = 10.0
     measurement_sigma_floor_m: float = 0.1
+    unreliable_contact_sigma_m: float = 3.0
     gate_chi2: float = 9.21
     hits_to_confirm: int = 3
     misses_to_delete: int = 5
@@ -85,7 +86,8 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         _check_positive("tracker", acceleration_sigma_mps2=self.acceleration_sigma_mps2,
                         initial_velocity_sigma_mps=self.initial_velocity_sigma_mps,
-                        measurement_sigma_floor_m=self.measurement_sigma_floor_m, gate_chi2=self.gate_chi2,
+                        measurement_sigma_floor_m=self.measurement_sigma_floor_m,
+                        unreliable_contact_sigma_m=self.unreliable_contact_sigma_m, gate_chi2=self.gate_chi2,
                         reset_after_gap_s=self.reset_after_gap_s,
                         significant_speed_sigmas=self.significant_speed_sigmas)
         _check_score("tracker", self.min_score)

@@ -52,7 +52,6 @@ class FusedGridConfig:
     decay_per_s: float = 1.0  # log-odds per second every cell moves towards 0
     free_threshold: float = -0.4  # log-odds <= this -> free
     occupied_threshold: float = 0.4  # log-odds >= this -> occupied
-    moving_speed_mps: float = 0.5  # things at least this fast are moving (moving_footprints)
     moving_margin_m: float = 0.5  # moving footprints grow by this (track and mask disagree a little)
 
     def __post_init__(self) -> None:
@@ -70,8 +69,8 @@ class FusedGridConfig:
             raise ValueError("need min_log_odds <= free_threshold < 0 < occupied_threshold <= max_log_odds, got "
                              f"{self.min_log_odds}, {self.free_threshold}, {self.occupied_threshold}, "
                              f"{self.max_log_odds}")
-        if self.decay_per_s < 0 or self.moving_speed_mps < 0 or self.moving_margin_m < 0:
-            raise ValueError("decay_per_s, moving_speed_mps and moving_margin_m must not be negative")
+        if self.decay_per_s < 0 or self.moving_margin_m < 0:
+            raise ValueError("decay_per_s and moving_margin_m must not be negative")
 
     def window_cells(self) -> Tuple[int, int]:
         """(width, height): cells along x and y."""
@@ -132,14 +131,6 @@ def planar_pose(odom_from_vehicle: Any) -> Tuple[float, float, float]:
             and np.linalg.det(rotation) > 0):
         raise InputError("odom_from_vehicle's rotation is not a rotation (not orthonormal, or a reflection)")
     return math.atan2(rotation[1, 0], rotation[0, 0]), float(pose[0, 3]), float(pose[1, 3])
-
-
-def moving_footprints(footprints: Sequence[np.ndarray], speeds_mps: Sequence[float],
-                      config: FusedGridConfig) -> List[np.ndarray]:
-    """The footprints of things at least config.moving_speed_mps fast (speed over ground)."""
-    if len(footprints) != len(speeds_mps):
-        raise InputError(f"{len(footprints)} footprints but {len(speeds_mps)} speeds")
-    return [f for f, v in zip(footprints, speeds_mps) if abs(float(v)) >= config.moving_speed_mps]
 
 
 def _shifted(array: np.ndarray, d_cols: int, d_rows: int, fill: Any) -> np.ndarray:

@@ -270,7 +270,9 @@ class Tracker:
             r = j @ r @ j.T
             direction = np.stack([np.cos(axis), np.sin(axis)], 1) @ j.T
             axis = np.arctan2(direction[:, 1], direction[:, 0])
+        unreliable = np.array([o.truncated or not o.contact_visible for o in objects], dtype=bool)
         r = r + np.eye(2) * self.config.measurement_sigma_floor_m ** 2
+        r[unreliable] += np.eye(2) * self.config.unreliable_contact_sigma_m ** 2
         return z, r, _wrap_half_pi(axis)
 
     def _associate(self, objects: Sequence[GroundObject], z: np.ndarray, r: np.ndarray) -> List[Tuple[int, int]]:
