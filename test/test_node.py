@@ -39,12 +39,15 @@ class Collector:
         from nav_msgs.msg import OccupancyGrid
         from sensor_msgs.msg import Image
 
-        from panoptic_perception.msg import DetectedObjects, PanopticSegmentation
+        from visualization_msgs.msg import MarkerArray
+
+        from panoptic_perception.msg import DetectedObjects, PanopticSegmentation, TrackedObjects
 
         self.messages = defaultdict(list)
         self.lock = threading.Lock()
         topics = {"panoptic": PanopticSegmentation, "semantic": Image, "overlay": Image,
-                  "grid": OccupancyGrid, "class_grid": OccupancyGrid, "objects": DetectedObjects}
+                  "grid": OccupancyGrid, "class_grid": OccupancyGrid, "objects": DetectedObjects,
+                  "tracks": TrackedObjects, "track_markers": MarkerArray, "fused_grid": OccupancyGrid}
         self.subs = [rospy.Subscriber(f"{NODE}/{name}", cls, self._keep(name), queue_size=50)
                      for name, cls in topics.items()]
         self.subs.append(rospy.Subscriber("/diagnostics", DiagnosticArray, self._keep("diagnostics"),
@@ -157,6 +160,31 @@ def test_grid_matches_the_offline_pipeline(node_run, drive_bag, tiny_model):
         assert np.mean(grid == offline) > 0.999
         checked += 1
     assert checked >= FRAMES // 2
+
+
+def test_tracks_and_fused_grid_are_in_odom_from_the_bags_oxts_tf(node_run, drive_bag):
+    """The bag carries /tf odom -> base_link from the drive's oxts/: the node tracks over ground."""
+    messages, log = node_run
+    stamps = _bag_stamps(drive_bag[1])
+    assert messages["tracks"] and messages["fused_grid"], f"no ~tracks / ~fused_grid; launch log:\n{log[-3000:]}"
+    for msg in messages["tracks"] + messages["fused_grid"]:
+        assert msg.header.stamp.to_nsec() in stamps and msg.header.frame_id == "odom"
+    assert all(msg.ego_motion_known for msg in messages["tracks"])
+    assert "ego motion from tf odom -> base_link" in log
+    # the panoptic output names exactly the confirmed tracks matched in the same frame
+    tracks_at = {m.header.stamp.to_nsec(): m for m in messages["tracks"]}
+    checked = 0
+    for msg in messages["panoptic"]:
+        tracks = tracks_at.get(msg.header.stamp.to_nsec())
+        if tracks is None:
+            continue
+        confirmed = {(t.segment_id, t.track_id) for t in tracks.tracks
+                     if t.status == t.CONFIRMED and t.segment_id}
+        assert {(s.id, s.track_id) for s in msg.segments if s.track_id} == confirmed
+        checked += 1
+    assert checked >= FRAMES // 2
+    values = _diagnostic_values(messages["diagnostics"][-1])
+    assert values["ego_motion_source"] == "tf"
 
 
 def test_diagnostics_report_backend_and_counts(node_run):
