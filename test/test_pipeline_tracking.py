@@ -100,3 +100,17 @@ def test_tracking_can_be_switched_off(drive):
     result = pipeline.process_panoptic(frames[0].panoptic, frames[0].segments, world.camera,
                                        frames[0].timestamp_ns, world.ego_pose(0))
     assert result.tracking_frame is None and result.fused_grid is None
+
+
+@pytest.mark.slow
+def test_bench_tracking_reports_the_stage_with_and_without_a_pose(tmp_path):
+    import json
+
+    from panoptic_perception.cli import main
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "tracking", "--frames", "4", "--passes", "1", "--scale", "0.25", "--no-record",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["stage"] for r in rows] == ["tracker + fused grid (ego pose)", "tracker only (no pose)"]
+    assert all(r["n"] == 4 and r["median_ms"] > 0 for r in rows)
