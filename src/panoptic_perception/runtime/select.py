@@ -12,8 +12,9 @@ falls back down the list, and `Backend.reason` says what it chose and why.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -106,47 +107,56 @@ def create_backend(model_config, state_dict: Mapping[str, torch.Tensor], runtime
                                      checkpoint_path)
 
 
+@dataclass(frozen=True)
+class BackendRequest:
+    """What a backend is built from: the eval model and its config, how to run it (runtime), and what
+    names its cached artifact (weights digest, model file, input shape)."""
+
+    model: nn.Module
+    model_config: Any  # model.config.ModelConfig
+    runtime: RuntimeConfig
+    weights_digest: str
+    input_shape: InputShape
+    checkpoint_path: Optional[Path] = None
+    force_rebuild: bool = False  # rebuild a cached artifact even when its key matches
+
+
 def create_backend_for_module(model: nn.Module, model_config, runtime_config: RuntimeConfig,
                               weights_digest: str, checkpoint_path: Optional[str | Path] = None,
                               input_shape: Optional[InputShape] = None,
                               force_rebuild: bool = False) -> Backend:
     """As create_backend, for an already-built eval model (tests, export, benchmarks)."""
-    input_shape = input_shape or input_shape_for(model_config)
+    request = BackendRequest(model, model_config, runtime_config, weights_digest,
+                             input_shape or input_shape_for(model_config),
+                             None if checkpoint_path is None else Path(checkpoint_path), force_rebuild)
     if runtime_config.num_threads > 0:
         torch.set_num_threads(runtime_config.num_threads)
     name, device, reason = choose_backend(runtime_config)
     try:
-        backend = _construct(name, device, reason, model, model_config, runtime_config, weights_digest,
-                             checkpoint_path, input_shape, force_rebuild)
+        backend = _construct(name, device, reason, request)
     except PerceptionError as exc:
         if runtime_config.backend != "auto" or name == "torch":
             raise
         # auto never leaves the vehicle without a network: fall back to torch on the same device
         LOG.warning("auto: %s backend failed (%s); falling back to torch", name, exc)
         fallback_device = device if device.type == "cuda" else torch.device("cpu")
-        backend = _construct("torch", fallback_device, f"auto: {name} failed ({exc}); torch fallback", model,
-                             model_config, runtime_config, weights_digest, checkpoint_path, input_shape,
-                             force_rebuild)
+        backend = _construct("torch", fallback_device, f"auto: {name} failed ({exc}); torch fallback", request)
     LOG.info("runtime: %s", backend.describe())
     return backend
 
 
-def _construct(name: str, device: torch.device, reason: str, model: nn.Module, model_config,
-               runtime_config: RuntimeConfig, weights_digest: str, checkpoint_path: Optional[str | Path],
-               input_shape: InputShape, force_rebuild: bool) -> Backend:
+def _construct(name: str, device: torch.device, reason: str, request: BackendRequest) -> Backend:
     if name == "torch":
         from panoptic_perception.runtime.torch_backend import TorchBackend
 
-        return TorchBackend(model, input_shape, device, reason, precision=runtime_config.precision,
-                            torch_compile=runtime_config.torch_compile,
-                            cuda_graphs=runtime_config.cuda_graphs,
-                            warmup_frames=runtime_config.warmup_frames)
+        runtime = request.runtime
+        return TorchBackend(request.model, request.input_shape, device, reason, precision=runtime.precision,
+                            torch_compile=runtime.torch_compile, cuda_graphs=runtime.cuda_graphs,
+                            warmup_frames=runtime.warmup_frames)
     if name == "onnxruntime":
-        return build_onnx_backend(model, model_config, runtime_config, weights_digest, checkpoint_path,
-                                  input_shape, reason, force_rebuild)
+        return build_onnx_backend(request, reason)
     if name == "tensorrt":
-        return build_tensorrt_backend(model, model_config, runtime_config, weights_digest, checkpoint_path,
-                                      input_shape, reason, device, force_rebuild)
+        return build_tensorrt_backend(request, reason, device)
     raise ConfigError(f"unknown backend {name!r}")
 
 
@@ -167,11 +177,11 @@ def onnx_cache_key(model_config, runtime_config: RuntimeConfig, weights_digest: 
                           environment={"onnx": onnx.__version__, "opset": runtime_config.onnx_opset})
 
 
-def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeConfig, weights_digest: str,
-                       checkpoint_path: Optional[str | Path], input_shape: InputShape, reason: str,
-                       force_rebuild: bool = False) -> Backend:
+def build_onnx_backend(request: BackendRequest, reason: str) -> Backend:
     from panoptic_perception.runtime.onnx_backend import OnnxRuntimeBackend, choose_providers, load_session
     from panoptic_perception.runtime.onnx_export import export_onnx
+
+    runtime_config, input_shape = request.runtime, request.input_shape
 
     device_pref = "cpu" if runtime_config.device == "cpu" else "auto"
     providers = choose_providers(device_pref)
@@ -185,12 +195,12 @@ def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeCo
     exporter = {}
 
     def build(tmp: Path) -> None:
-        exporter["used"] = export_onnx(model, input_shape, tmp, opset=runtime_config.onnx_opset)
+        exporter["used"] = export_onnx(request.model, input_shape, tmp, opset=runtime_config.onnx_opset)
 
-    key = onnx_cache_key(model_config, runtime_config, weights_digest, input_shape)
-    cache, slot = cache_slot(runtime_config, "onnxruntime", checkpoint_path, input_shape, "fp32", ".onnx")
+    key = onnx_cache_key(request.model_config, runtime_config, request.weights_digest, input_shape)
+    cache, slot = cache_slot(runtime_config, "onnxruntime", request.checkpoint_path, input_shape, "fp32", ".onnx")
     result = cache.get_or_build(slot, key, ".onnx", build, lambda p: load_session(p, threads, providers),
-                                force_rebuild=force_rebuild)
+                                force_rebuild=request.force_rebuild)
     how = cache_outcome(result, f"exported by the {exporter.get('used')} exporter")
     backend = OnnxRuntimeBackend(result.value, input_shape, f"{reason}; {how}", result.path)
     backend.artifact_built = result.built
@@ -199,30 +209,29 @@ def build_onnx_backend(model: nn.Module, model_config, runtime_config: RuntimeCo
     return backend
 
 
-def build_tensorrt_backend(model: nn.Module, model_config, runtime_config: RuntimeConfig, weights_digest: str,
-                           checkpoint_path: Optional[str | Path], input_shape: InputShape, reason: str,
-                           device: torch.device, force_rebuild: bool = False) -> Backend:
+def build_tensorrt_backend(request: BackendRequest, reason: str, device: torch.device) -> Backend:
     from panoptic_perception.runtime import tensorrt_backend as trt
 
+    runtime_config, input_shape = request.runtime, request.input_shape
     precision = runtime_config.precision
     if precision == "int8":
         raise ConfigError("tensorrt: int8 needs a quantized (calibrated) model, e.g. from NVIDIA ModelOpt; "
                           "this package ships none: use fp16 or fp32")
-    key = make_cache_key(backend="tensorrt", weights_digest=weights_digest, model_config=model_config,
+    key = make_cache_key(backend="tensorrt", weights_digest=request.weights_digest, model_config=request.model_config,
                          input_shape=input_shape, precision=precision,
                          environment={**trt.environment_key(device),
                                       "workspace_gb": runtime_config.workspace_gb,
                                       "min_block_size": runtime_config.min_block_size,
                                       "require_full_compilation": runtime_config.require_full_compilation})
-    cache, slot = cache_slot(runtime_config, "tensorrt", checkpoint_path, input_shape, precision,
+    cache, slot = cache_slot(runtime_config, "tensorrt", request.checkpoint_path, input_shape, precision,
                              trt.ARTIFACT_SUFFIX)
 
     def build(tmp: Path) -> None:
-        trt.build_tensorrt_program(model, input_shape, precision, runtime_config, cache.root, tmp, device)
+        trt.build_tensorrt_program(request.model, input_shape, precision, runtime_config, cache.root, tmp, device)
 
     # torch_tensorrt.save insists on the .ep suffix, which the temp path has
     result = cache.get_or_build(slot, key, trt.ARTIFACT_SUFFIX, build, trt.load_tensorrt_program,
-                                force_rebuild=force_rebuild)
+                                force_rebuild=request.force_rebuild)
     how = cache_outcome(result, "built")
     backend = trt.TensorRTBackend(result.value, input_shape, device, precision,
                                   f"{reason}; engine {how} in {result.seconds:.1f} s",
