@@ -38,7 +38,6 @@ class Collector:
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import OccupancyGrid
         from sensor_msgs.msg import Image
-
         from visualization_msgs.msg import MarkerArray
 
         from panoptic_perception.msg import DetectedObjects, PanopticSegmentation, TrackedObjects
