@@ -61,9 +61,10 @@ $(BUILD)/setup.sh: $(WS)/devel/setup.sh $(VENV)/.deps.stamp tools/write_env.sh
 test: setup
 	$(ENV) && python -m pytest $(PYTEST_ARGS)
 
-# The quick loop while developing: no ROS master, nothing marked slow. `make test` runs everything.
+# The quick loop while developing: no ROS master, nothing marked slow, one worker per core
+# (pytest-xdist). `make test` runs everything, serially.
 test-fast: setup
-	$(ENV) && python -m pytest -q -m "not ros and not slow" $(PYTEST_ARGS)
+	$(ENV) && python -m pytest -q -n auto -m "not ros and not slow" $(PYTEST_ARGS)
 
 demo: setup
 	$(ENV) && python -m panoptic_perception demo

@@ -202,6 +202,7 @@ def test_torchvision_resnet50_manifest_fills_every_tensor() -> None:
     assert set(state) == set(own)
 
 
+@pytest.mark.slow
 def test_msra_r50_pkl_maps_with_caffe2_norm_semantics(tmp_path: Path) -> None:
     arrays = _random_arrays(MANIFESTS["detectron2_msra_r50"])
     arrays["res2_0_branch2a_w_momentum"] = np.zeros((64, 64, 1, 1), np.float32)  # optimiser state is skipped

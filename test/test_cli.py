@@ -15,6 +15,7 @@ def test_help_lists_subcommands(capsys):
         assert name in out
 
 
+@pytest.mark.slow
 def test_every_subcommand_has_help():
     for name in cli._command_modules():
         done = subprocess.run([sys.executable, "-m", "panoptic_perception", name, "--help"],

@@ -97,6 +97,7 @@ def reference():
         return {k: data[k] for k in data.files}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["kitti", "confidence", "small"])
 def test_projection_reproduces_the_per_object_implementation(name, reference):
     camera, outputs = _scenes()[name]

@@ -121,6 +121,7 @@ def test_model_has_exactly_the_manifest_layout(d2_config):
     assert own == weights  # anchors are derived from the config, not stored
 
 
+@pytest.mark.slow
 def test_import_consumes_every_key_and_fills_every_tensor(imported, d2_arrays, d2_config):
     _, out = imported
     state_dict, config, meta = load_checkpoint(out)

@@ -24,6 +24,7 @@ def imported_pt(tmp_path_factory, model_zoo_pkl):
     return out
 
 
+@pytest.mark.slow
 def test_import_from_file_writes_a_self_describing_checkpoint(imported_pt, capsys):
     _, config, meta = load_checkpoint(imported_pt)
     assert config.label_space == "coco_panoptic" and config.input_format == "BGR"
@@ -66,6 +67,7 @@ def _write(path, data):
     return path
 
 
+@pytest.mark.slow
 def test_wrong_layout_lists_the_names(tmp_path, capsys):
     arrays = fake_detectron2_arrays()
     arrays.pop("backbone.fpn_output4.bias")

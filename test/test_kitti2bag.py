@@ -323,6 +323,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_bag_and_reports_clear_errors(tmp_path):
     drive = _write_drive(tmp_path)
     out = tmp_path / "cli.bag"

@@ -93,6 +93,7 @@ def test_camera_launch_loads_an_extra_params_file(tmp_path):
     assert params.grid.resolution_m == 0.5 and params.fusion.mode == "jsis"
 
 
+@pytest.mark.slow
 def test_kitti_launch_plays_with_clock_rate_and_loop():
     dumped = _node_params("kitti.launch", "bag:=/tmp/drive.bag")
     assert dumped["all"]["/use_sim_time"] is True

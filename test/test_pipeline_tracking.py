@@ -73,6 +73,7 @@ def test_without_a_pose_tracks_live_in_the_vehicle_frame_and_nothing_is_fused(pi
     assert any(s.track_id for s in results[-1].segments)
 
 
+@pytest.mark.slow
 def test_time_going_back_restarts_the_tracks_and_says_why(pipeline, drive):
     world, frames = drive
     results = _run(pipeline, world, frames[:4])
@@ -84,6 +85,7 @@ def test_time_going_back_restarts_the_tracks_and_says_why(pipeline, drive):
     assert all(t.track_id not in old_ids and t.status == "tentative" for t in again.tracks)
 
 
+@pytest.mark.slow
 def test_unstamped_frames_are_not_tracked_and_bad_poses_are_refused(pipeline, drive):
     world, frames = drive
     pipeline.reset_tracking()
@@ -94,6 +96,7 @@ def test_unstamped_frames_are_not_tracked_and_bad_poses_are_refused(pipeline, dr
                                   np.eye(3))
 
 
+@pytest.mark.slow
 def test_tracking_can_be_switched_off(drive):
     world, frames = drive
     pipeline = Pipeline(PipelineConfig(track=False))

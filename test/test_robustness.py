@@ -107,6 +107,7 @@ def _std_header():
 # -- 2: grid class names checked at start-up; a grid problem never loses the panoptic output ------
 
 
+@pytest.mark.slow
 def test_unknown_grid_class_is_refused_at_start_up_naming_key_name_and_valid_names():
     from panoptic_perception.errors import ConfigError
     from panoptic_perception.ros.node import build_pipeline
@@ -252,6 +253,7 @@ class FakeMaster:
         self.server.server_close()
 
 
+@pytest.mark.slow
 def test_master_watch_tells_down_from_restarted():
     from panoptic_perception.ros.health import MasterWatch
 

@@ -81,6 +81,7 @@ def test_torch_backend_matches_eager(tmp_path):
     _assert_same_outputs(backend.infer(frame), ref, atol=0.0)
 
 
+@pytest.mark.slow
 def test_onnxruntime_backend_matches_eager_and_reuses_cache(tmp_path):
     frame = test_frame()
     with torch.no_grad():
@@ -152,6 +153,7 @@ def test_runtime_config_round_trips_through_dict():
     assert from_dict(RuntimeConfig, dataclasses.asdict(config)) == config
 
 
+@pytest.mark.slow
 def test_truncated_engine_is_rebuilt_and_the_reason_says_why(tmp_path):
     target = tmp_path / "deploy" / "standin.onnx"
     _backend(tmp_path, backend="onnxruntime", engine_path=str(target))
