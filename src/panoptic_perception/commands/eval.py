@@ -1,4 +1,5 @@
-"""`eval`: Panoptic Quality of COCO-panoptic predictions against ground truth in the same format."""
+"""`eval`: Panoptic Quality of COCO-panoptic predictions against ground truth in the same format, or
+(--tracking) tracking scores of KITTI tracking files against synthetic drives' track truth."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from panoptic_perception.errors import ConfigError
 
-HELP = "PQ / SQ / RQ (All, Things, Stuff), per class, and mIoU of COCO panoptic predictions (or of a model)"
+HELP = ("PQ / SQ / RQ (All, Things, Stuff), per class, and mIoU of COCO panoptic predictions (or of a model); "
+        "with --tracking, HOTA / MOTA / IDF1 of KITTI tracking files")
 COCO_ARGS = ("gt_json", "gt_dir", "pred_json", "pred_dir")
 
 
@@ -35,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --compare-fusion: also write the comparison tables here as markdown")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes reading and scoring images (default 0: one per CPU core)")
+    parser.add_argument("--tracking", action="store_true",
+                        help="score tracks instead: --tracks (KITTI tracking files, as `track` writes) against the "
+                             "synthetic drives under --data (their gt/objects/ track truth)")
+    parser.add_argument("--tracks", type=Path, default=None,
+                        help="with --tracking: folder of <drive>.txt (+ <drive>.velocity.json) files")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.json, "--json")  # before the evaluation, not after it
     check_writable(args.markdown, "--markdown")
     given = [name for name in COCO_ARGS if getattr(args, name) is not None]
+    if args.tracking or args.tracks is not None:
+        return _evaluate_tracking(args, given)
     if args.compare_fusion is not None or args.markdown is not None:
         return _compare_fusion(args, given)
     start = time.perf_counter()
@@ -134,3 +143,27 @@ def _evaluate_model(args: argparse.Namespace):
     pipeline = Pipeline(config)
     print(f"eval: {pipeline.describe()}; {len(dataset)} frames in {args.data}", flush=True)
     return evaluate_pipeline(pipeline, dataset, pipeline.label_space, args.max_frames)
+
+
+def _evaluate_tracking(args: argparse.Namespace, given) -> int:
+    from panoptic_perception.eval.tracking import evaluate_folder, format_report
+
+    if not args.tracking:
+        raise ConfigError("--tracks goes with --tracking")
+    if args.tracks is None or args.data is None:
+        raise ConfigError("--tracking needs --tracks (folder of KITTI tracking files) and --data (synthetic drives)")
+    others = ["--" + n.replace("_", "-") for n in given]
+    others += [flag for flag, value in (("--model", args.model), ("--compare-fusion", args.compare_fusion),
+                                        ("--markdown", args.markdown)) if value is not None]
+    if others:
+        raise ConfigError(f"--tracking excludes {', '.join(others)}")
+    start = time.perf_counter()
+    report = evaluate_folder(args.tracks, args.data, log=lambda line: print(f"eval: {line}", flush=True))
+    print(format_report(report))
+    print(f"\nscored {len(report['drives'])} drive(s) in {time.perf_counter() - start:.2f} s")
+    if args.json is not None:
+        report.update(tracks=str(args.tracks), data=str(args.data))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"eval: wrote {args.json}")
+    return 0
