@@ -85,7 +85,7 @@ def record_reference(path: str) -> None:
     """Write the reference file from whatever implementation is importable."""
     arrays = {}
     for name, (camera, outputs) in _scenes().items():
-        result = _project(camera, outputs)
+        result = _project(camera, outputs, min_pixels_per_cell=1)
         arrays.update({f"{name}/occupancy": result.occupancy.numpy(), f"{name}/class_grid": result.class_grid.numpy(),
                        f"{name}/log_odds": result.log_odds.numpy(), f"{name}/objects": _object_rows(result.objects)})
     np.savez_compressed(path, **arrays)

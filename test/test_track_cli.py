@@ -35,8 +35,10 @@ def test_track_truth_then_eval(synthetic_root, tiny_model, tmp_path, capsys):
     assert velocities.num_frames == FRAMES - 2 and velocities.over_ground
     assert labels and {(lb.frame, lb.track_id) for lb in labels} == set(velocities.velocities_mps)
     assert max(lb.frame for lb in labels) < FRAMES - 2
-    # hits_to_confirm = 3: no track is confirmed before the third frame
-    assert min(lb.frame for lb in labels) >= 2
+    # only confirmed tracks are written: none before the hits_to_confirm-th frame
+    from panoptic_perception.tracking.config import load_tracker_config
+
+    assert min(lb.frame for lb in labels) >= load_tracker_config().hits_to_confirm - 1
 
     scores = tmp_path / "scores.json"
     assert cli.main(["eval", "--tracking", "--tracks", str(out), "--data", str(synthetic_root),

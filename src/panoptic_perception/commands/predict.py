@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import List
 
 from panoptic_perception.errors import ConfigError, InputError
 
@@ -24,22 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
 
 
-def _drive_folders(root: Path, camera: str) -> List[Path]:
-    """KITTI drive folders at root or up to two levels below it (what `synth --out` and a KITTI raw
-    download hold: DATE/DATE_drive_XXXX_sync), sorted."""
-    pattern = f"image_{camera}"
-    return sorted({p.parent for depth in ("", "*/", "*/*/") for p in root.glob(depth + pattern) if p.is_dir()})
-
-
 def _images(input_path: Path, camera: str):
     """(image_id, path) pairs: KITTI frame names for one drive, DRIVE_FRAME for several, file stems for
     a folder of images."""
     if not input_path.is_dir():
         raise InputError(f"--input {input_path} is not a folder")
-    drives = _drive_folders(input_path, camera)
-    if drives:
-        from panoptic_perception.data.kitti import read_drive
+    from panoptic_perception.data.kitti import find_drives, read_drive
 
+    drives = find_drives(input_path, camera)
+    if drives:
         pairs = []
         for drive_dir in drives:
             drive = read_drive(drive_dir, require_calibration=False)

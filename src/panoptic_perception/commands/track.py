@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["auto", "tensorrt", "torch", "onnxruntime"], default=None,
                         help="override the runtime config's backend (--truth runs no network: torch by default)")
     parser.add_argument("--max-frames", type=int, default=None, help="track at most this many frames of each drive")
+    parser.add_argument("--tracker-config", type=Path, default=None,
+                        help="tracker YAML (default: the pipeline config's, config/tracker.yaml)")
 
 
 class _Poses:
@@ -151,11 +153,11 @@ def _track_drive(pipeline, drive_dir: Path, args: argparse.Namespace) -> int:
 
 
 def _drives(input_path: Path, camera: str) -> List[Path]:
-    from panoptic_perception.commands.predict import _drive_folders
+    from panoptic_perception.data.kitti import find_drives
 
     if not input_path.is_dir():
         raise InputError(f"--input {input_path} is not a folder")
-    drives = _drive_folders(input_path, camera)
+    drives = find_drives(input_path, camera)
     if not drives:
         raise InputError(f"--input {input_path} holds no KITTI drive with camera {camera} (image_{camera}/); "
                          f"tracking needs drives (timestamps and calibration), not loose images")
@@ -171,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     drives = _drives(args.input, args.camera)
     check_writable(args.out, "--out", folder=True)
     config = load_pipeline_config()
-    config = dataclasses.replace(config, project_grid=True, **({"model_path": args.model} if args.model else {}))
+    config = dataclasses.replace(config, project_grid=True, **({"model_path": args.model} if args.model else {}),
+                                 **({"tracker_config": str(args.tracker_config)} if args.tracker_config else {}))
     backend: Optional[str] = args.backend or ("torch" if args.truth else None)
     if backend:
         config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, backend=backend))

@@ -341,3 +341,10 @@ def read_drive(drive_dir: str | Path, require_calibration: bool = True) -> Kitti
         out.calibration = KittiCalibration.read(calib_dir)
         out.calibration.projection("02")  # fail now, naming the file, rather than at first use
     return out
+
+
+def find_drives(root: str | Path, camera: str = "02") -> List[Path]:
+    """KITTI drive folders with image_<camera>/ at root or up to two levels below it (what `synth --out`
+    and a KITTI raw download hold: DATE/DATE_drive_XXXX_sync), sorted."""
+    pattern = f"image_{camera}"
+    return sorted({p.parent for depth in ("", "*/", "*/*/") for p in Path(root).glob(depth + pattern) if p.is_dir()})

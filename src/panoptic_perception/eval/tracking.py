@@ -43,6 +43,7 @@ from panoptic_perception.tracking.kitti_tracking import (
     DONT_CARE,
     KittiBoxConverter,
     TrackVelocities,
+    VehicleBox,
     kitti_type,
     read_tracking_file,
     read_velocity_file,
@@ -62,6 +63,9 @@ SUMMARY_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW", "idsw_per_100_tr
 class TrackingEvalConfig:
     match_distance_m: float = MATCH_DISTANCE_M
     min_visible_px: int = 100
+    # Truth the image cuts (KITTI truncation > 0) is a distractor, as TrackEval's KITTI preprocessing
+    # (max_truncation = 0) treats it: a camera sees only part of it, so its ground position is unknown.
+    ignore_truncated: bool = True
     class_ranges_m: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_CLASS_RANGES_M))
     velocity_range_m: float = 30.0
     velocity_min_tracked_frames: int = 5
@@ -77,6 +81,7 @@ class TrackingEvalConfig:
 
     def to_dict(self) -> dict:
         return {"match_distance_m": self.match_distance_m, "min_visible_px": self.min_visible_px,
+                "ignore_truncated": self.ignore_truncated,
                 "class_ranges_m": dict(self.class_ranges_m), "velocity_range_m": self.velocity_range_m,
                 "velocity_min_tracked_frames": self.velocity_min_tracked_frames,
                 "similarity": f"max(0, 1 - d / {self.match_distance_m} m), bird's-eye centre distance d, same "
@@ -93,6 +98,7 @@ class BevObject:
     y_m: float
     velocity_mps: Optional[Tuple[float, float]] = None  # over ground, vehicle axes
     visible_px: int = 0  # truth only
+    truncated: bool = False  # truth only: the box projects partly outside the image (KITTI truncation > 0)
 
     @property
     def range_m(self) -> float:
@@ -116,8 +122,18 @@ def find_truth_drives(root: str | Path) -> List[Path]:
     return sorted(drives)
 
 
-def read_truth(drive_dir: str | Path) -> Frames:
-    """Every frame's truth things (gt/objects/%010d.json, frames 0..N-1 without gaps)."""
+def _truncated(converter: Optional[KittiBoxConverter], obj: Mapping) -> bool:
+    if converter is None:
+        return False
+    box = VehicleBox(tuple(float(v) for v in obj["center_m"]), tuple(float(v) for v in obj["size_m"]),
+                     float(obj["yaw_rad"]))
+    label = converter.label(box, 0, 0, "Car")
+    return label is None or label.truncated > 0
+
+
+def read_truth(drive_dir: str | Path, converter: Optional[KittiBoxConverter] = None) -> Frames:
+    """Every frame's truth things (gt/objects/%010d.json, frames 0..N-1 without gaps); with the drive's
+    `converter`, each knows whether the camera's image cuts it (its box projects beyond the border)."""
     folder = Path(drive_dir) / "gt" / "objects"
     files = sorted(folder.glob("*.json"))
     if not files:
@@ -130,7 +146,7 @@ def read_truth(drive_dir: str | Path) -> Frames:
             data = json.loads(path.read_text())
             things = [BevObject(int(o["track_id"]), kitti_type(str(o["category"])), float(o["center_m"][0]),
                                 float(o["center_m"][1]), (float(o["velocity_mps"][0]), float(o["velocity_mps"][1])),
-                                int(o["visible_px"])) for o in data["objects"]]
+                                int(o["visible_px"]), _truncated(converter, o)) for o in data["objects"]]
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise InputError(f"truth file {path} is unreadable or malformed: {exc!r}") from exc
         if data.get("frame_id", "vehicle") != "vehicle":
@@ -183,7 +199,8 @@ def _best_pairs(score: np.ndarray, valid: np.ndarray) -> List[Tuple[int, int]]:
 def select(truth: Sequence[BevObject], tracks: Sequence[BevObject],
            config: TrackingEvalConfig) -> Tuple[List[BevObject], List[BevObject]]:
     """One frame's truth that counts and the tracks that are scored (see the module's notes)."""
-    counts = [o.visible_px >= config.min_visible_px and o.range_m <= config.range_m(o.kind) for o in truth]
+    counts = [o.visible_px >= config.min_visible_px and o.range_m <= config.range_m(o.kind)
+              and not (config.ignore_truncated and o.truncated) for o in truth]
     sim = similarity(truth, tracks, config.match_distance_m)
     matched_to = {c: r for r, c in _best_pairs(sim, sim >= MATCH_THRESHOLD)}
     kept_tracks = [t for c, t in enumerate(tracks)
@@ -330,7 +347,8 @@ def evaluate(drives: Sequence[DriveTracks], config: Optional[TrackingEvalConfig]
 def load_drive(drive_dir: Path, tracks_dir: Path, camera: str = "02") -> DriveTracks:
     """A synthetic drive's truth and the tracks `tracks_dir/<drive>.txt` (+ `.velocity.json`) written for it."""
     tracks_path = tracks_dir / f"{drive_dir.name}.txt"
-    truth = read_truth(drive_dir)
+    calibration = KittiCalibration.read(drive_dir.parent)
+    truth = read_truth(drive_dir, KittiBoxConverter(calibration, camera))
     velocities = None
     side = velocity_file_path(tracks_path)
     if side.is_file():
@@ -338,7 +356,6 @@ def load_drive(drive_dir: Path, tracks_dir: Path, camera: str = "02") -> DriveTr
         if velocities.num_frames > len(truth):
             raise InputError(f"{side}: {velocities.num_frames} frames tracked but the drive has {len(truth)}")
         truth = truth[: velocities.num_frames]  # a run over the first frames is scored on those
-    calibration = KittiCalibration.read(drive_dir.parent)
     tracks = read_tracks(tracks_path, calibration, len(truth), velocities, camera)
     return DriveTracks(drive_dir.name, truth, tracks, None if velocities is None else velocities.over_ground)
 

@@ -505,7 +505,8 @@ class GroundProjector:
 
     def _place_carried(self, objects: List[GroundObject], carried: Dict[int, int],
                        camera_xy: Tuple[float, float]) -> List[GroundObject]:
-        """A rider stands where its bicycle does: take the carrier's centre and heading."""
+        """A rider stands where its bicycle does: take the carrier's footprint (centre, heading and size:
+        the rider's own contacts are its feet and the wheels' spots under it, which fit no rectangle)."""
         if not carried:
             return objects
         by_id = {o.segment_id: o for o in objects}
@@ -513,9 +514,7 @@ class GroundProjector:
         for obj in objects:
             carrier = by_id.get(carried.get(obj.segment_id, -1))
             if carrier is not None and carrier.contact_visible:
-                fp = carrier.footprint
-                footprint = replace(obj.footprint, x_m=fp.x_m, y_m=fp.y_m, heading_rad=fp.heading_rad)
-                obj = replace(obj, footprint=footprint, range_m=carrier.range_m,
+                obj = replace(obj, footprint=carrier.footprint, range_m=carrier.range_m,
                               covariance_xy=carrier.covariance_xy, contact_visible=True,
                               contact_columns=carrier.contact_columns)
             out.append(obj)
