@@ -40,6 +40,7 @@ from panoptic_perception.geometry.grid import (
 )
 from panoptic_perception.geometry.ipm import GroundLookup, build_ground_lookup
 from panoptic_perception.geometry.objects import (
+    Footprint,
     GroundObject,
     fit_footprints,
     footprints_cells,
@@ -292,6 +293,8 @@ class GroundProjector:
         for name, carriers in cfg.carried_by.items():
             rider = self._class_ids((name,), "carried_by")[0]
             self._carriers[rider] = self._class_ids(carriers, "carried_by")
+        self._is_carried = np.array([bool(c) for c in self._carriers])  # index n (void / invalid): False
+        self._carriers_any = bool(self._is_carried.any())
 
     # -- per frame ----------------------------------------------------------------------------
 
@@ -366,8 +369,21 @@ class GroundProjector:
         occupied_class[cells] = segments.category[o_seg[last]]
 
         thing = (up_code & _THING) > 0
-        objects = self._objects(upper[thing], upper_seg[thing], lower_seg[thing], ground_below[thing],
-                                segments, host_table)
+        t_pix, t_seg, t_below, t_ground = upper[thing], upper_seg[thing], lower_seg[thing], ground_below[thing]
+        if r0 > 0 and self._carriers_any:
+            # A rider's lowest pixels (legs over its bicycle) can sit above the first row that sees the
+            # grid's ground; it still needs them to find what carries it.
+            riders = np.flatnonzero(self._is_carried[segments.category] & ((segments.code & _THING) > 0))
+            missing = np.setdiff1d(riders, t_seg)
+            if missing.size:
+                above = _rows_differ(seg_map[:r0 + 1])
+                above_seg = _take(seg_map, above)
+                keep = np.isin(above_seg, missing)
+                a_pix, a_seg = above[keep], above_seg[keep]
+                t_pix, t_seg = np.concatenate([a_pix, t_pix]), np.concatenate([a_seg, t_seg])
+                t_below = np.concatenate([_take(seg_map, a_pix + width_px), t_below])
+                t_ground = np.concatenate([np.zeros(a_pix.size, dtype=bool), t_ground])
+        objects = self._objects(t_pix, t_seg, t_below, t_ground, segments, host_table)
         self._paint_footprints([o for o in objects if o.contact_visible], log_odds, occupied_class)
 
         log_odds = log_odds.clamp(-ev.clamp, ev.clamp)
@@ -501,10 +517,20 @@ class GroundProjector:
                 range_m=float(np.hypot(footprint.x_m - camera_xy[0], footprint.y_m - camera_xy[1])),
                 covariance_xy=tuple(float(v) for v in cov.ravel()), contact_columns=int(n_good[k]),
                 contact_visible=bool(contact_visible[k]), truncated=bool(truncated[k])))
-        return self._place_carried(objects, carried, camera_xy)
+        # a rider with no contact of its own that projects (all of it over its bicycle, above the
+        # grid's first row) is still where its carrier is: _place_carried puts it there
+        unplaced = np.setdiff1d(np.flatnonzero([int(i) in carried for i in ids]), placed).tolist()
+        for k in unplaced:
+            segment_id, category = int(ids[k]), int(categories[k])
+            objects.append(GroundObject(
+                segment_id=segment_id, category=category, class_name=self._labels.categories[category].name,
+                score=float(score_np[segment_id]), footprint=Footprint(0.0, 0.0, 0.0, 0.0, 0.0), range_m=0.0,
+                covariance_xy=(0.0, 0.0, 0.0, 0.0), contact_columns=0, contact_visible=False,
+                truncated=bool(truncated[k])))
+        return self._place_carried(objects, carried, camera_xy, {int(ids[k]) for k in unplaced})
 
     def _place_carried(self, objects: List[GroundObject], carried: Dict[int, int],
-                       camera_xy: Tuple[float, float]) -> List[GroundObject]:
+                       camera_xy: Tuple[float, float], unplaced: Optional[set] = None) -> List[GroundObject]:
         """A rider stands where its bicycle does: take the carrier's footprint (centre, heading and size:
         the rider's own contacts are its feet and the wheels' spots under it, which fit no rectangle)."""
         if not carried:
@@ -517,6 +543,8 @@ class GroundProjector:
                 obj = replace(obj, footprint=carrier.footprint, range_m=carrier.range_m,
                               covariance_xy=carrier.covariance_xy, contact_visible=True,
                               contact_columns=carrier.contact_columns)
+            elif obj.segment_id in (unplaced or ()):
+                continue  # nothing to place it by
             out.append(obj)
         return out
 
