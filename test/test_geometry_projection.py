@@ -253,3 +253,22 @@ def test_cuda_matches_cpu(scene, config, labels):
     np.testing.assert_array_equal(gpu.occupancy.cpu().numpy(), cpu.occupancy.numpy())
     np.testing.assert_array_equal(gpu.class_grid.cpu().numpy(), cpu.class_grid.numpy())
     assert [o.segment_id for o in gpu.objects] == [o.segment_id for o in cpu.objects]
+
+
+def test_a_far_rider_above_the_grids_first_row_stands_where_its_bicycle_does(config, labels):
+    """Far away a rider's lowest visible pixels (its legs over the bicycle, ~1 m up) look at ground
+    beyond the grid, above the first row the projection reads; it must still find its carrier."""
+    rider_id, bicycle_id = labels.names.index("rider"), labels.names.index("bicycle")
+    cam = Camera()
+    bicycle = Box(40.0, -2.5, 1.8, 0.6, 1.1, 0.0, bicycle_id)
+    rider = Box(40.0, -2.5, 0.5, 0.5, 1.75, 0.0, rider_id)
+    arrays = render(cam, Street(boxes=(bicycle, rider)), num_slots=8)
+    projector = GroundProjector(cam, config, labels)
+    table = projector.lookup(cam.width, cam.height)
+    rider_slots = np.flatnonzero(arrays["segment_category"] == rider_id) + 1
+    rider_rows = np.nonzero(np.isin(arrays["segment_map"], rider_slots))[0]
+    assert rider_rows.max() < table.first_row - 1, "the scene must put the rider's bottom above the first row"
+    objects = {o.class_name: o for o in projector.project(to_torch(arrays)).objects}
+    assert set(objects) == {"rider", "bicycle"}
+    assert objects["rider"].footprint == objects["bicycle"].footprint
+    assert objects["rider"].x_m == pytest.approx(40.0, abs=1.0) and objects["rider"].contact_visible
