@@ -227,17 +227,22 @@ def test_bad_frames_are_logged_and_skipped(ros_master, rospy_node, drive_bag, ti
     _, bag = drive_bag
     bad_bag = tmp_path / "bad.bag"
     with rosbag.Bag(str(bag)) as reader, rosbag.Bag(str(bad_bag), "w") as writer:
-        for index, (topic, msg, t) in enumerate(reader.read_messages()):
-            if topic.endswith("image_rect_color") and index < 8:
-                if index % 4 == 1:
+        images = 0  # image messages so far: the bag interleaves CameraInfo and /tf with them
+        for topic, msg, t in reader.read_messages():
+            if topic == "/tf":
+                continue  # and no odometry: the node must say so, track in base_link and fuse nothing
+            if topic.endswith("image_rect_color"):
+                if images % 4 == 1:
                     msg.encoding = "16UC1"  # wrong encoding
-                elif index % 4 == 3:
+                elif images % 4 == 3:
                     msg.height, msg.width, msg.step, msg.data = 0, 0, 0, b""  # empty image
+                images += 1
             writer.write(topic, msg, t, connection_header=getattr(msg, "_connection_header", None))
     collector = Collector(rospy_node)
     launch = _launch(ros_master, bad_bag, tiny_model, "rate:=0.5", "loop:=true")
     try:
         collector.wait_for("panoptic", 3, timeout_s=240)
+        collector.wait_for("diagnostics", 2, timeout_s=30)
         time.sleep(2.0)
         assert launch.poll() is None, "the launch died on bad frames"
     finally:
@@ -247,3 +252,7 @@ def test_bad_frames_are_logged_and_skipped(ros_master, rospy_node, drive_bag, ti
     assert re.search(r"skipped frame: .*16UC1", log), log[-3000:]
     assert re.search(r"skipped frame: .*empty", log), log[-3000:]
     assert collector.messages["panoptic"], "no good frame was processed after the bad ones"
+    assert len(re.findall(r"no odometry in tf \(odom -> base_link", log)) == 1, log[-3000:]
+    assert collector.messages["tracks"] and not collector.messages["fused_grid"]
+    assert all(m.header.frame_id == "base_link" and not m.ego_motion_known for m in collector.messages["tracks"])
+    assert _diagnostic_values(collector.messages["diagnostics"][-1])["ego_motion_source"] == "unknown"

@@ -206,7 +206,8 @@ def test_a_looping_bag_under_sim_time_resets_the_node_state_and_latency_stays_re
         stop_process(launch)
         diagnostics.sub.unregister()
     log = (ros_master.home / "roslaunch_kitti.launch.log").read_text(errors="replace")
-    assert re.search(r"time jumped back \(jump 2\); latency statistics, skip window and camera cache reset", log)
+    assert re.search(r"time jumped back \(jump 2\); latency statistics, skip window, camera cache, tracks and fused "
+                     r"grid reset", log)
     # wall clock from arrival to published: positive, and within a few frame times (was -90 ms median)
     processing_ms = float(values["total_ms_p99"]) + float(values["publish_ms_p99"])
     assert 0 < float(values["latency_ms_median"]) <= float(values["latency_ms_p99"]) < 3 * processing_ms + 500
