@@ -284,7 +284,7 @@ def test_time_going_backwards_resets_and_says_so():
     (np.diag([2.0, 2.0, 2.0, 1.0]), "not a rotation"),
     (np.diag([1.0, -1.0, 1.0, 1.0]), "not a rotation"),
     (np.vstack([np.eye(4)[:3], [0.0, 0.0, 1.0, 1.0]]), "last row"),
-    ("identity", "numeric"),
+    ("identity", "4x4 matrix of numbers"),
 ])
 def test_a_bad_pose_is_refused(bad, match):
     geometry = frame_geometry()

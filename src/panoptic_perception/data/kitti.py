@@ -28,6 +28,7 @@ import numpy as np
 
 from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
+from panoptic_perception.text_files import read_text_file
 
 VELODYNE_HEIGHT_M = 1.73
 CAMERAS = ("00", "01", "02", "03")
@@ -62,13 +63,7 @@ def format_timestamp_ns(ns: int) -> str:
 
 
 def read_timestamps(path: str | Path) -> List[int]:
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError as exc:
-        raise InputError(f"timestamps file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"timestamps file {path} is unreadable: {exc}") from exc
+    lines = read_text_file(path, "timestamps file").splitlines()
     return [parse_timestamp_ns(line, f"{path} line {i + 1}") for i, line in enumerate(lines) if line.strip()]
 
 
@@ -80,12 +75,7 @@ def write_timestamps(path: str | Path, stamps_ns: Sequence[int]) -> None:
 def read_calib_file(path: str | Path) -> Dict[str, object]:
     """'key: v1 v2 ...' lines -> {key: float array}; non-numeric values (calib_time) stay strings."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise InputError(f"calibration file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"calibration file {path} is unreadable: {exc}") from exc
+    text = read_text_file(path, "calibration file")
     out: Dict[str, object] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

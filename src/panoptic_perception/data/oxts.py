@@ -24,6 +24,7 @@ import numpy as np
 
 from panoptic_perception.data.kitti import KittiCalibration, read_timestamps, write_timestamps
 from panoptic_perception.errors import InputError
+from panoptic_perception.text_files import read_text_file
 
 EARTH_RADIUS_M = 6378137.0  # the devkit's (WGS84 equatorial radius)
 OXTS_DIR = "oxts"
@@ -151,12 +152,7 @@ def format_oxts_line(packet: OxtsPacket) -> str:
 # ---------------------------------------------------------------------------- folders
 def read_oxts_packet(path: str | Path) -> OxtsPacket:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise InputError(f"OXTS file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"OXTS file {path} is unreadable: {exc}") from exc
+    text = read_text_file(path, "OXTS file")
     lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if len(lines) != 1:
         raise InputError(f"OXTS file {path}: expected one packet line, got {len(lines)}")

@@ -11,6 +11,30 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from panoptic_perception.errors import InputError
+
+_POSE_TOLERANCE = 1e-3  # rotation orthonormality: float32 poses from tf and composed transforms drift ~1e-6
+
+
+def check_pose(pose, what: str = "odom_from_vehicle") -> np.ndarray:
+    """A 4x4 rigid transform as float64, or InputError saying what is wrong with it."""
+    try:
+        m = np.asarray(pose, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} must be a 4x4 matrix of numbers: {exc}") from exc
+    if m.shape != (4, 4):
+        raise InputError(f"{what} must be a 4x4 matrix, got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise InputError(f"{what} has non-finite entries")
+    if np.abs(m[3] - (0.0, 0.0, 0.0, 1.0)).max() > 1e-6:
+        raise InputError(f"{what} last row must be (0, 0, 0, 1), got {m[3].tolist()}")
+    r = m[:3, :3]
+    error = float(np.abs(r.T @ r - np.eye(3)).max())
+    if error > _POSE_TOLERANCE or np.linalg.det(r) <= 0:
+        raise InputError(f"{what} rotation is not a rotation: not orthonormal or a reflection "
+                         f"(|R^T R - I| = {error:.2e}, det = {np.linalg.det(r):.3f})")
+    return m
+
 
 class PoseInterpolator:
     """Poses (N, 4, 4) at strictly increasing stamps (ns); `pose_at(stamp_ns)` answers within their span."""

@@ -33,9 +33,9 @@ from panoptic_perception.geometry.grid import (
 )
 from panoptic_perception.geometry.projection import GridResult
 from panoptic_perception.paths import CONFIG_DIR
+from panoptic_perception.tracking.ego_motion import check_pose
 
 DEFAULT_FUSED_GRID_CONFIG = CONFIG_DIR / "fused_grid.yaml"
-_POSE_TOLERANCE = 1e-3  # rotation orthonormality: float32 poses and composed transforms drift this much
 
 
 @dataclass(frozen=True)
@@ -116,21 +116,8 @@ class FusedGridResult:
 
 def planar_pose(odom_from_vehicle: Any) -> Tuple[float, float, float]:
     """(yaw_rad, x_m, y_m) of a 4x4 rigid transform; InputError naming what is wrong with it."""
-    try:
-        pose = np.asarray(odom_from_vehicle, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"odom_from_vehicle is not a numeric 4x4 matrix: {exc}") from exc
-    if pose.shape != (4, 4):
-        raise InputError(f"odom_from_vehicle must be a 4x4 matrix, got shape {pose.shape}")
-    if not np.isfinite(pose).all():
-        raise InputError("odom_from_vehicle has non-finite values")
-    if not np.allclose(pose[3], (0.0, 0.0, 0.0, 1.0), atol=_POSE_TOLERANCE):
-        raise InputError(f"odom_from_vehicle's last row must be [0, 0, 0, 1], got {pose[3].tolist()}")
-    rotation = pose[:3, :3]
-    if not (np.allclose(rotation.T @ rotation, np.eye(3), atol=_POSE_TOLERANCE)
-            and np.linalg.det(rotation) > 0):
-        raise InputError("odom_from_vehicle's rotation is not a rotation (not orthonormal, or a reflection)")
-    return math.atan2(rotation[1, 0], rotation[0, 0]), float(pose[0, 3]), float(pose[1, 3])
+    pose = check_pose(odom_from_vehicle)
+    return math.atan2(pose[1, 0], pose[0, 0]), float(pose[0, 3]), float(pose[1, 3])
 
 
 def _shifted(array: np.ndarray, d_cols: int, d_rows: int, fill: Any) -> np.ndarray:

@@ -43,6 +43,7 @@ import numpy as np
 
 from panoptic_perception.data.kitti import KittiCalibration
 from panoptic_perception.errors import InputError
+from panoptic_perception.text_files import read_text_file
 from panoptic_perception.tracking.tracker import CONFIRMED, Track
 
 KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
@@ -171,12 +172,7 @@ def read_tracking_file(path: str | Path) -> List[TrackingLabel]:
     """Every line of a KITTI tracking file; InputError naming the file and line of a bad one, or a
     (frame, track id) given twice."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise InputError(f"KITTI tracking file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"KITTI tracking file {path} is unreadable: {exc}") from exc
+    text = read_text_file(path, "KITTI tracking file")
     labels: List[TrackingLabel] = []
     seen: Dict[Tuple[int, int], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):

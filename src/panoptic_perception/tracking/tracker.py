@@ -36,11 +36,11 @@ from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.objects import GroundObject
 from panoptic_perception.tracking import kalman
 from panoptic_perception.tracking.config import TrackerConfig, load_tracker_config
+from panoptic_perception.tracking.ego_motion import check_pose
 
 TENTATIVE, CONFIRMED, LOST = "tentative", "confirmed", "lost"
 FRAME_ODOM, FRAME_VEHICLE = "odom", "vehicle"
 _INFEASIBLE = 1e9  # cost of a gated-out pair: the assignment takes as many feasible pairs as it can
-_POSE_TOLERANCE = 1e-3  # rotation orthonormality; float32 poses from tf are good to ~1e-6
 
 
 def _wrap_pi(angle_rad: float) -> float:
@@ -106,26 +106,6 @@ class Track:
         heading = _wrap_pi(heading) if self.front_known else _wrap_half_pi(heading)
         return replace(self, x_m=float(x_m), y_m=float(y_m), vx_mps=float(vx), vy_mps=float(vy), heading_rad=heading,
                        covariance=tuple(float(v) for v in cov.ravel()))
-
-
-def check_pose(pose, what: str = "odom_from_vehicle") -> np.ndarray:
-    """A 4x4 rigid transform as float64, or InputError saying what is wrong with it."""
-    try:
-        m = np.asarray(pose, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} must be a 4x4 matrix of numbers: {exc}") from exc
-    if m.shape != (4, 4):
-        raise InputError(f"{what} must be a 4x4 matrix, got shape {m.shape}")
-    if not np.isfinite(m).all():
-        raise InputError(f"{what} has non-finite entries")
-    if np.abs(m[3] - (0.0, 0.0, 0.0, 1.0)).max() > 1e-6:
-        raise InputError(f"{what} last row must be (0, 0, 0, 1), got {m[3].tolist()}")
-    r = m[:3, :3]
-    error = float(np.abs(r.T @ r - np.eye(3)).max())
-    if error > _POSE_TOLERANCE or np.linalg.det(r) <= 0:
-        raise InputError(f"{what} rotation is not a proper rotation (|R^T R - I| = {error:.2e}, "
-                         f"det = {np.linalg.det(r):.3f})")
-    return m
 
 
 def _object_is_valid(obj: GroundObject) -> bool:
