@@ -181,14 +181,14 @@ VAN = "0 0 Van 0 0 -1.793451 296.744956 161.752147 455.226042 292.372804 2.00000
 @pytest.mark.parametrize("line, message", [
     (VAN.rsplit(" ", 1)[0], "expected 17 values"),
     (VAN.replace("Van", "Bus"), "type 'Bus' is not a KITTI type"),
-    (VAN.replace("-1.793451", "x", 1), "alpha is not a number: 'x'"),
+    (VAN.replace("-1.793451", "x", 1), "field 'alpha' is not a number: 'x'"),
     (VAN.replace("0 0 Van 0 0", "0 0 Van 0.35 0"), "truncated must be an integer"),
     (VAN.replace("0 0 Van 0 0", "0 0 Van 0 4"), "occluded must be one of"),
     (VAN.replace("0 0 Van", "0 -1 Van"), "track id must be >= 0"),
     (VAN.replace("0 0 Van", "-2 0 Van"), "frame must be >= 0"),
     (VAN.replace("2.000000 1.823255", "0.000000 1.823255"), "positive height, width, length"),
     (VAN.replace("296.744956", "500.0"), "is not left top right bottom"),
-    (VAN.replace("13.410495", "nan"), "z is not finite"),
+    (VAN.replace("13.410495", "nan"), "field 'z' is not finite"),
 ])
 def test_a_bad_line_names_file_line_and_field(tmp_path, line, message):
     path = tmp_path / "0000.txt"

@@ -1,6 +1,7 @@
-"""Reading a text input file with the one error a user needs: which file, and missing or unreadable."""
+"""Reading text input files with the errors a user needs: which file (and line, field), what is wrong."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from panoptic_perception.errors import InputError
@@ -15,3 +16,14 @@ def read_text_file(path: str | Path, what: str) -> str:
         raise InputError(f"{what} not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{what} {path} is unreadable: {exc}") from exc
+
+
+def parse_finite(token: str, name: str, where: str) -> float:
+    """A finite number from one field of a text line; InputError naming `where` and the field otherwise."""
+    try:
+        value = float(token)
+    except ValueError:
+        raise InputError(f"{where}: field '{name}' is not a number: '{token}'") from None
+    if not math.isfinite(value):
+        raise InputError(f"{where}: field '{name}' is not finite: '{token}'")
+    return value

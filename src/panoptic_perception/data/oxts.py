@@ -24,7 +24,7 @@ import numpy as np
 
 from panoptic_perception.data.kitti import KittiCalibration, read_timestamps, write_timestamps
 from panoptic_perception.errors import InputError
-from panoptic_perception.text_files import read_text_file
+from panoptic_perception.text_files import parse_finite, read_text_file
 
 EARTH_RADIUS_M = 6378137.0  # the devkit's (WGS84 equatorial radius)
 OXTS_DIR = "oxts"
@@ -128,12 +128,7 @@ def parse_oxts_line(text: str, where: str = "OXTS line") -> OxtsPacket:
         raise InputError(f"{where}: expected {len(OXTS_FIELDS)} numbers (KITTI OXTS packet), got {len(tokens)}")
     values: List[float] = []
     for name, token in zip(OXTS_FIELDS, tokens):
-        try:
-            value = float(token)
-        except ValueError:
-            raise InputError(f"{where}: field '{name}' is not a number: '{token}'") from None
-        if not math.isfinite(value):
-            raise InputError(f"{where}: field '{name}' is not finite: '{token}'")
+        value = parse_finite(token, name, where)
         if name in INTEGER_FIELDS:
             if value != int(value):
                 raise InputError(f"{where}: field '{name}' must be an integer, got '{token}'")

@@ -43,7 +43,7 @@ import numpy as np
 
 from panoptic_perception.data.kitti import KittiCalibration
 from panoptic_perception.errors import InputError
-from panoptic_perception.text_files import read_text_file
+from panoptic_perception.text_files import parse_finite, read_text_file
 from panoptic_perception.tracking.tracker import CONFIRMED, Track
 
 KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
@@ -149,15 +149,7 @@ def parse_label_line(text: str, where: str = "KITTI tracking line") -> TrackingL
         raise InputError(f"{where}: track id must be >= 0 (-1 only for DontCare), got {track_id}")
     truncated = _integer(tokens[3], "truncated", where, range(-1, 3))
     occluded = _integer(tokens[4], "occluded", where, range(-1, 4))
-    numbers = []
-    for name, token in zip(_FIELDS[5:], tokens[5:]):
-        try:
-            value = float(token)
-        except ValueError:
-            raise InputError(f"{where}: {name} is not a number: '{token}'") from None
-        if not math.isfinite(value):
-            raise InputError(f"{where}: {name} is not finite: '{token}'")
-        numbers.append(value)
+    numbers = [parse_finite(token, name, where) for name, token in zip(_FIELDS[5:], tokens[5:])]
     alpha, left, top, right, bottom, height, width, length, x, y, z, rotation_y = numbers[:12]
     if right < left or bottom < top:
         raise InputError(f"{where}: bbox ({left}, {top}, {right}, {bottom}) is not left top right bottom")
