@@ -9,7 +9,9 @@ import ast
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "panoptic_perception"
+from repo_paths import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "src" / "panoptic_perception"
 ROS_MODULES = ("rospy", "rosbag", "roslib", "roslaunch", "rosgraph", "message_filters", "tf2_ros", "cv_bridge",
                "sensor_msgs", "std_msgs", "nav_msgs", "geometry_msgs", "visualization_msgs", "diagnostic_msgs")
 UPPER = {"ros": ("commands", "benchmarks", "cli"), "core": ("ros", "commands", "benchmarks", "cli")}

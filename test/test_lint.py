@@ -1,16 +1,14 @@
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import REPO_ROOT
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed (run `make setup`)")
 def test_ruff_clean():
     # nodes/ holds extension-less Python scripts: name them explicitly so ruff checks them.
-    targets = ["src", "test", *[str(p) for p in sorted((ROOT / "nodes").glob("*")) if p.is_file()]]
-    done = subprocess.run(["ruff", "check", *targets], cwd=ROOT,
+    targets = ["src", "test", *[str(p) for p in sorted((REPO_ROOT / "nodes").glob("*")) if p.is_file()]]
+    done = subprocess.run(["ruff", "check", *targets], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -24,7 +24,8 @@ Building the reference (CPU, once; outside every repository)
   while the CPU-only torch wheel does not load torchvision's ops. Tested with torch 2.14.1 +
   torchvision 0.29.1, Python 3.11:
 
-    mkdir -p /work/d2ref && cd /work/d2ref
+    D2REF=$HOME/d2ref   # any folder outside the repository
+    mkdir -p $D2REF && cd $D2REF
     python3 -m venv venv && . venv/bin/activate
     pip install torch==2.14.1 torchvision==0.29.1
     pip install wheel ninja fvcore iopath yacs hydra-core omegaconf pycocotools termcolor tabulate \\
@@ -35,10 +36,10 @@ Building the reference (CPU, once; outside every repository)
 
 Running it (from the repository root, in that venv; our package from src/):
 
-    PYTHONPATH=src:/work/d2ref/detectron2 OMP_NUM_THREADS=1 \\
-        /work/d2ref/venv/bin/python tools/detectron2_parity.py --json /tmp/parity.json
-    PYTHONPATH=src:test:/work/d2ref/detectron2 OMP_NUM_THREADS=1 \\
-        /work/d2ref/venv/bin/python -m pytest test/test_detectron2_parity.py -s
+    PYTHONPATH=src:$D2REF/detectron2 OMP_NUM_THREADS=1 \\
+        $D2REF/venv/bin/python tools/detectron2_parity.py --json /tmp/parity.json
+    PYTHONPATH=src:test/support:$D2REF/detectron2 OMP_NUM_THREADS=1 \\
+        $D2REF/venv/bin/python -m pytest test/model/test_detectron2_parity.py -s
 
 Without --image it synthesises the frame (`synth --frames 2 --drives 1 --seed 4242`, image_02 of
 frame 0) into --workdir.

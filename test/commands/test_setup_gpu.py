@@ -7,14 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 HAS_DRIVER = Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
 
 
 @pytest.mark.skipif(HAS_DRIVER, reason="an NVIDIA driver is present: the script would install the CUDA wheels")
 def test_gpu_setup_refuses_without_a_driver(tmp_path: Path) -> None:
-    done = subprocess.run(["bash", str(ROOT / "tools" / "setup_gpu.sh")], capture_output=True, text=True,
+    done = subprocess.run(["bash", str(REPO_ROOT / "tools" / "setup_gpu.sh")], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PIP_NO_INDEX": "1"})
     assert done.returncode == 2
     assert "no NVIDIA driver" in done.stderr and "nothing installed" in done.stderr
@@ -22,9 +22,9 @@ def test_gpu_setup_refuses_without_a_driver(tmp_path: Path) -> None:
 
 
 def test_gpu_pins_match_the_cpu_pins() -> None:
-    cpu = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
+    cpu = dict(line.split("==") for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
                if "==" in line and not line.startswith("#"))
-    gpu = dict(line.split("==") for line in (ROOT / "requirements-gpu.txt").read_text().splitlines()
+    gpu = dict(line.split("==") for line in (REPO_ROOT / "requirements-gpu.txt").read_text().splitlines()
                if "==" in line and not line.startswith("#"))
     assert gpu["torch"] == cpu["torch"]  # the CUDA build of the same torch the CPU tests run
     assert gpu["torch-tensorrt"].split(".")[:2] == cpu["torch"].split(".")[:2]  # built against that torch

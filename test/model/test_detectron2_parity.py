@@ -2,10 +2,10 @@
 
 A developer reference: it needs detectron2 (built from source on CPU, see the script's docstring),
 which the package never depends on, so it skips where detectron2 is not importable (CI). Run it in the
-reference venv:
+reference venv ($D2REF as in the script's docstring):
 
-    PYTHONPATH=src:test:/work/d2ref/detectron2 OMP_NUM_THREADS=1 \\
-        /work/d2ref/venv/bin/python -m pytest test/test_detectron2_parity.py -s
+    PYTHONPATH=src:test/support:$D2REF/detectron2 OMP_NUM_THREADS=1 \\
+        $D2REF/venv/bin/python -m pytest test/model/test_detectron2_parity.py -s
 
 One KITTI-size synthetic frame (1242x375), seeded random detectron2 weights made realistic on it,
 imported with import-weights, then detectron2's DefaultPredictor vs our Pipeline.process with the
@@ -15,16 +15,16 @@ torch and the onnxruntime backends. Cost: 2-7 min on one CPU core (by load), mos
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
+from repo_paths import REPO_ROOT
 
 pytest.importorskip("detectron2",
                     reason="detectron2 not importable (developer reference, see tools/detectron2_parity.py)")
 
 pytestmark = pytest.mark.slow
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TOOLS = REPO_ROOT / "tools"
 MIN_PIXEL_AGREEMENT = 0.995
 MAX_SCORE_DIFF = 1e-3
 MIN_THINGS, MIN_STUFF = 5, 2  # the frame must exercise instances, stuff and their fusion

@@ -13,12 +13,12 @@ import functools
 import math
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
 import torch
+from repo_paths import FIXTURES
 
 # modules, not names: this file must import against the per-object implementation to record the reference
 from panoptic_perception.geometry import objects, projection
@@ -28,7 +28,7 @@ from panoptic_perception.geometry.grid import GridExtent, ThingPrior, Uncertaint
 from panoptic_perception.geometry.objects import Footprint
 from panoptic_perception.labels import load_label_space
 
-REFERENCE = Path(__file__).parent / "fixtures" / "projection_reference.npz"
+REFERENCE = FIXTURES / "projection_reference.npz"
 CAR, PERSON, RIDER, TRUCK, BUS, BICYCLE, BUILDING, POLE = 13, 11, 12, 14, 15, 18, 2, 5
 OBJECT_FIELDS = ("segment_id", "category", "score", "x_m", "y_m", "length_m", "width_m", "heading_rad",
                  "range_m", "cov_xx", "cov_xy", "cov_yx", "cov_yy", "contact_columns", "contact_visible",

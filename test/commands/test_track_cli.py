@@ -5,11 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
+from repo_paths import FIXTURES
 
 from panoptic_perception import cli
 from panoptic_perception.tracking.kitti_tracking import read_tracking_file, read_velocity_file
 
-KITTI_FIXTURE = Path(__file__).parent / "fixtures" / "kitti" / "2011_09_26"
+KITTI_FIXTURE = FIXTURES / "kitti" / "2011_09_26"
 FRAMES = 12
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_paths import FIXTURES
 
 from panoptic_perception.data import kitti
 from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
 
-FIXTURE = Path(__file__).parent / "fixtures" / "kitti" / "2011_09_26"
+FIXTURE = FIXTURES / "kitti" / "2011_09_26"
 DRIVE = FIXTURE / "2011_09_26_drive_0001_sync"
 
 

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from repo_paths import REPO_ROOT
 
 from panoptic_perception.benchmarks.gpu import BenchModel, Variant, acceptance
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present: bench gpu would measure")
 def test_without_cuda_it_says_so_and_records_nothing(tmp_path: Path) -> None:
-    results = ROOT / "bench" / "RESULTS.md"
+    results = REPO_ROOT / "bench" / "RESULTS.md"
     before = results.read_text()
     done = subprocess.run([sys.executable, "-m", "panoptic_perception", "bench", "gpu", "--json",
                            str(tmp_path / "gpu.json")], capture_output=True, text=True, timeout=300)

@@ -8,14 +8,12 @@ shapes into a .pkl the way detectron2 does, import it, and check nothing is left
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from detectron2_fakes import d2_cell_anchors, fake_detectron2_arrays, manifest_entries, write_model_zoo_pkl
 
 from panoptic_perception.errors import ModelFileError
 from panoptic_perception.labels import load_label_space
@@ -31,52 +29,6 @@ from panoptic_perception.model.detectron2_import import (
 from panoptic_perception.model.panoptic_fpn import build_model
 from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.runtime.model_loader import build_eval_model
-
-FIXTURES = Path(__file__).parent / "fixtures"
-MANIFEST = FIXTURES / "detectron2_panoptic_fpn_r50_manifest.json"
-
-
-def manifest_entries() -> list:
-    return [(name, tuple(shape)) for name, shape in json.loads(MANIFEST.read_text())["arrays"]]
-
-
-def d2_cell_anchors(size_px: float, aspect_ratios=(0.5, 1.0, 2.0)) -> np.ndarray:
-    """detectron2's DefaultAnchorGenerator.generate_cell_anchors for one size, as float32 [A, 4]."""
-    rows = []
-    for ratio in aspect_ratios:
-        w = math.sqrt(size_px ** 2 / ratio)
-        h = ratio * w
-        rows.append([-w / 2.0, -h / 2.0, w / 2.0, h / 2.0])
-    return np.array(rows, dtype=np.float32)
-
-
-def fake_detectron2_arrays(seed: int = 0) -> dict:
-    """Random float32 arrays with the manifest's names and shapes, scaled like trained weights so a
-    forward pass through 50 layers stays finite (FrozenBN variances positive); the anchor buffers
-    hold detectron2's anchors for sizes 32..512."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for name, shape in manifest_entries():
-        if name.startswith(CELL_ANCHORS):
-            arrays[name] = d2_cell_anchors(32 * 2 ** int(name.rsplit(".", 1)[1]))
-            continue
-        if name.endswith("running_var"):
-            value = rng.uniform(0.5, 1.5, shape)
-        elif name.endswith("norm.weight"):
-            value = rng.uniform(0.5, 1.0, shape)
-        elif len(shape) > 1:
-            value = rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))
-        else:
-            value = 0.01 * rng.standard_normal(shape)
-        arrays[name] = value.astype(np.float32)
-    return arrays
-
-
-def write_model_zoo_pkl(path: Path, arrays: dict) -> Path:
-    # detectron2's model-zoo layout: a pickled dict of numpy arrays under "model".
-    with path.open("wb") as handle:
-        pickle.dump({"model": arrays, "__author__": "Detectron2 Model Zoo"}, handle)
-    return path
 
 
 @pytest.fixture(scope="module")

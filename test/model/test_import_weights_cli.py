@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_import_weights import fake_detectron2_arrays, write_model_zoo_pkl
+from detectron2_fakes import fake_detectron2_arrays, write_model_zoo_pkl
 
 from panoptic_perception.cli import build_parser, main
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 import torch
-from test_runtime_standin import standin_model, test_frame
+from standin import standin_frame, standin_model
 
 from panoptic_perception.config import from_dict
 from panoptic_perception.errors import ConfigError, InputError, ModelFileError
@@ -72,7 +72,7 @@ def _assert_same_outputs(out, ref, atol):
 
 
 def test_torch_backend_matches_eager(tmp_path):
-    frame = test_frame()
+    frame = standin_frame()
     with torch.no_grad():
         ref = standin_model()(frame)
     backend = _backend(tmp_path, backend="torch", device="cpu")
@@ -83,7 +83,7 @@ def test_torch_backend_matches_eager(tmp_path):
 
 @pytest.mark.slow
 def test_onnxruntime_backend_matches_eager_and_reuses_cache(tmp_path):
-    frame = test_frame()
+    frame = standin_frame()
     with torch.no_grad():
         ref = standin_model()(frame)
     first = _backend(tmp_path, backend="onnxruntime")

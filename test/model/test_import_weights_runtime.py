@@ -31,8 +31,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import torch
+from detectron2_fakes import fake_detectron2_arrays, write_model_zoo_pkl
 from rosharness import stop_process
-from test_import_weights import fake_detectron2_arrays, write_model_zoo_pkl
 
 from panoptic_perception.cli import main
 from panoptic_perception.geometry.camera import Camera, Extrinsics

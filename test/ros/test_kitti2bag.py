@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_paths import FIXTURES
 
 pytest.importorskip("rosbag", reason="ROS Python packages not installed (run `make setup`)")
 
@@ -232,7 +233,7 @@ def test_all_images_unusable_is_an_error_and_leaves_no_bag(tmp_path):
 
 
 # ---------------------------------------------------------------------------- ego motion (/tf from oxts/)
-OXTS_FIXTURE = Path(__file__).parent / "fixtures" / "oxts" / "2011_09_26_two_packets" / "oxts"
+OXTS_FIXTURE = FIXTURES / "oxts" / "2011_09_26_two_packets" / "oxts"
 
 
 @pytest.fixture(scope="module")

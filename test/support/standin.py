@@ -1,6 +1,6 @@
 """A small stand-in with the PanopticModel output contract, for runtime tests that need no real weights.
 
-No tests here: imported by test_runtime*.py / test_engine_cache*.py. The real model is used where the
+Imported by the runtime tests. The real model is used where the
 test is about the real graph (equivalence, op coverage).
 """
 from __future__ import annotations
@@ -59,9 +59,9 @@ def standin_model(seed: int = 0) -> StandInPanoptic:
     return StandInPanoptic().eval()
 
 
-def test_frame(height: int = 64, width: int = 128, seed: int = 1) -> torch.Tensor:
+def standin_frame(height: int = 64, width: int = 128, seed: int = 1) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.rand((1, 3, height, width), generator=gen) * 255.0
 
 
-test_frame.__test__ = False  # a helper, not a test
+

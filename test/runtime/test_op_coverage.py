@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 import torch
-from test_runtime_standin import standin_model, test_frame
+from standin import standin_frame, standin_model
 from torch import nn
 
 from panoptic_perception.model.config import load_model_config
@@ -61,7 +61,7 @@ def test_converter_conditions_are_checked():
 
 
 def test_standin_converts_whole():
-    program = export_for_tensorrt(standin_model(), test_frame())
+    program = export_for_tensorrt(standin_model(), standin_frame())
     assert "aten.convolution.default" in graph_ops(program)
     assert find_unsupported(program) == [], coverage_report(find_unsupported(program))
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_paths import FIXTURES
 
 from panoptic_perception.data import kitti, oxts
 from panoptic_perception.errors import InputError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "oxts" / "2011_09_26_two_packets"
-KITTI_CALIB = Path(__file__).parent / "fixtures" / "kitti" / "2011_09_26"
+FIXTURE = FIXTURES / "oxts" / "2011_09_26_two_packets"
+KITTI_CALIB = FIXTURES / "kitti" / "2011_09_26"
 REFERENCE = json.loads((FIXTURE / "pykitti_reference.json").read_text())
 
 

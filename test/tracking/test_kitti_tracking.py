@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_paths import FIXTURES
 
 from panoptic_perception.data import kitti
 from panoptic_perception.data.synth.world import ObjectBox
@@ -29,7 +29,6 @@ from panoptic_perception.tracking.kitti_tracking import (
 )
 from panoptic_perception.tracking.tracker import CONFIRMED, LOST, TENTATIVE, Track
 
-FIXTURES = Path(__file__).parent / "fixtures"
 REAL_LABELS = FIXTURES / "kitti_tracking" / "label_02_0000_frames_0_1.txt"
 KITTI_CALIB = FIXTURES / "kitti" / "2011_09_26"
 

@@ -3,18 +3,18 @@ calculation through KITTI's own matrix chain puts them."""
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from repo_paths import FIXTURES
 
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
 from panoptic_perception.geometry.grid import load_grid_config
 from panoptic_perception.geometry.projection import GroundProjector
 from panoptic_perception.labels import load_label_space
 
-CALIB = Path(__file__).parent / "fixtures" / "kitti" / "2011_09_26"
+CALIB = FIXTURES / "kitti" / "2011_09_26"
 VELODYNE_HEIGHT_M = 1.73  # KITTI setup: the Velodyne sits 1.73 m above the ground
 
 

@@ -17,6 +17,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import torch
+from repo_paths import FIXTURES, REPO_ROOT
 from torch import nn
 from torch.nn import functional as F
 
@@ -34,8 +35,7 @@ from panoptic_perception.model.backbone_import import (
 from panoptic_perception.model.config import BackboneConfig, ModelConfig
 from panoptic_perception.model.panoptic_fpn import build_model
 
-FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_MOBILENET = Path(__file__).resolve().parents[2] / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
+SHARED_MOBILENET = REPO_ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
 MANIFESTS = json.loads((FIXTURES / "backbone_manifests.json").read_text())
 
 

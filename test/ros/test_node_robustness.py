@@ -12,9 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from rosharness import RosMaster, stop_process
-from test_node import _launch as _launch_kitti
-from test_node import drive_bag  # noqa: F401 - a fixture, used by the looping-bag test
+from rosharness import RosMaster, launch_kitti, stop_process
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -192,7 +190,7 @@ def test_a_looping_bag_under_sim_time_resets_the_node_state_and_latency_stays_re
         ros_master, rospy_node, drive_bag, tiny_model):  # noqa: F811 - the fixture imported above
     _, bag = drive_bag
     diagnostics = Diagnostics(rospy_node)
-    launch = _launch_kitti(ros_master, bag, tiny_model, "rate:=1.0", "loop:=true")
+    launch = launch_kitti(ros_master, bag, tiny_model, "rate:=1.0", "loop:=true")
     values = {}
     try:
         deadline = time.monotonic() + 240

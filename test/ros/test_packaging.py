@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from repo_paths import REPO_ROOT
 from rosharness import stop_process
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[1]
 NODE_TOPIC = "/panoptic_perception/panoptic"
 
 
@@ -52,8 +52,8 @@ def _install_space(tmp_path: Path) -> Path:
     """catkin_make install of this checkout in a fresh workspace; the install prefix."""
     workspace = tmp_path / "ws"
     (workspace / "src").mkdir(parents=True)
-    (workspace / "src" / "panoptic_perception").symlink_to(ROOT)
-    python = ROOT / ".venv" / "bin" / "python3"
+    (workspace / "src" / "panoptic_perception").symlink_to(REPO_ROOT)
+    python = REPO_ROOT / ".venv" / "bin" / "python3"
     done = subprocess.run(["catkin_make", "-C", str(workspace), "install", f"-DPYTHON_EXECUTABLE={python}",
                            "-DCATKIN_ENABLE_TESTING=OFF"],
                           cwd=workspace, capture_output=True, text=True, timeout=900)
@@ -77,7 +77,7 @@ def test_install_space_holds_and_runs_the_whole_package(ros_master, tiny_model, 
     install = _install_space(tmp_path)
     env = _install_env(install, ros_master.env)
     probe = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "python3"), "-c",
+        [str(REPO_ROOT / ".venv" / "bin" / "python3"), "-c",
          "import pkgutil, panoptic_perception as p, panoptic_perception.msg, panoptic_perception.data.synth, "
          "panoptic_perception.training.trainer, panoptic_perception.benchmarks.gpu; "
          "from panoptic_perception.paths import CONFIG_DIR; print(p.__file__); print(CONFIG_DIR)"],
@@ -85,7 +85,7 @@ def test_install_space_holds_and_runs_the_whole_package(ros_master, tiny_model, 
     assert probe.returncode == 0, probe.stderr[-3000:]
     module_file, config_dir = probe.stdout.split()
     assert module_file.startswith(str(install)) and Path(config_dir, "model_light.yaml").is_file()
-    cli = subprocess.run([str(ROOT / ".venv" / "bin" / "python3"), "-m", "panoptic_perception", "--help"], env=env,
+    cli = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python3"), "-m", "panoptic_perception", "--help"], env=env,
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0 and "import-weights" in cli.stdout, cli.stderr[-2000:]
     for shipped in ("share/panoptic_perception/launch/camera.launch", "share/panoptic_perception/models",

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
+from repo_paths import REPO_ROOT
 
 from panoptic_perception.errors import ConfigError
 from panoptic_perception.ros.params import load_node_params
 
-ROOT = Path(__file__).resolve().parent.parent
 NODE = "/panoptic_perception"
 
 pytestmark = pytest.mark.skipif(shutil.which("roslaunch") is None,
@@ -73,7 +72,7 @@ def test_camera_launch_rejects_a_bad_arg_at_node_start_up():
 
 
 def _skip_without_node():
-    if not (ROOT / "nodes" / "panoptic_node").is_file():
+    if not (REPO_ROOT / "nodes" / "panoptic_node").is_file():
         pytest.skip("nodes/panoptic_node is not written yet: roslaunch --args needs the executable")
 
 
@@ -133,7 +132,7 @@ def test_demo_launch_uses_kitti_launch_on_the_demo_drive():
 
 
 def test_rviz_config_shows_the_node_outputs_in_the_vehicle_frame():
-    config = yaml.safe_load((ROOT / "rviz" / "panoptic.rviz").read_text())
+    config = yaml.safe_load((REPO_ROOT / "rviz" / "panoptic.rviz").read_text())
     manager = config["Visualization Manager"]
     assert manager["Global Options"]["Fixed Frame"] == load_node_params({}).vehicle_frame
     displays = {d["Class"]: d for d in manager["Displays"] if d["Class"] != "rviz/Map"}

@@ -8,27 +8,14 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from rosharness import stop_process
+from rosharness import DRIVE_FRAMES as FRAMES
+from rosharness import DRIVE_HEIGHT as HEIGHT
+from rosharness import DRIVE_WIDTH as WIDTH
+from rosharness import launch_kitti, stop_process
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-WIDTH, HEIGHT = 320, 96  # camera images of the test drive
-FRAMES = 8
 NODE = "/panoptic_perception"
-
-
-@pytest.fixture(scope="module")
-def drive_bag(tmp_path_factory):
-    from panoptic_perception.data.synth import small_config
-    from panoptic_perception.data.synth.writer import DriveWriter
-    from panoptic_perception.ros.bag import write_kitti_bag
-
-    root = tmp_path_factory.mktemp("drive")
-    writer = DriveWriter(root, small_config(WIDTH, HEIGHT), seed=5)
-    writer.write(FRAMES)
-    bag = root / "drive.bag"
-    write_kitti_bag(writer.drive, bag)
-    return writer.drive, bag
 
 
 class Collector:
@@ -72,12 +59,6 @@ class Collector:
             sub.unregister()
 
 
-def _launch(ros_master, bag, model, *extra):
-    return ros_master.roslaunch("panoptic_perception", "kitti.launch", f"bag:={bag}", f"model:={model}",
-                                "rviz:=false", "backend:=torch", "device:=cpu", "delay_s:=2.0",
-                                "output:=screen", *extra)
-
-
 def _diagnostic_values(msg):
     return {kv.key: kv.value for status in msg.status for kv in status.values
             if status.name.startswith("panoptic_perception")}
@@ -97,7 +78,7 @@ def node_run(ros_master, rospy_node, drive_bag, tiny_model):
     drive, bag = drive_bag
     collector = Collector(rospy_node)
     # Looping: the node may still be loading its model when the first pass starts.
-    launch = _launch(ros_master, bag, tiny_model, "rate:=0.5", "loop:=true")
+    launch = launch_kitti(ros_master, bag, tiny_model, "rate:=0.5", "loop:=true")
     try:
         collector.wait_for("grid", FRAMES, timeout_s=240)
         collector.wait_for("diagnostics", 2, timeout_s=30)
@@ -199,7 +180,7 @@ def test_ten_times_the_bag_rate_drops_frames_but_latency_stays_bounded(ros_maste
     _, bag = drive_bag
     collector = Collector(rospy_node)
     rate = 10.0
-    launch = _launch(ros_master, bag, tiny_model, f"rate:={rate}", "loop:=true")
+    launch = launch_kitti(ros_master, bag, tiny_model, f"rate:={rate}", "loop:=true")
     try:
         assert collector.wait_for("diagnostics", 6, timeout_s=240)
         time.sleep(6.0)  # several loops of the bag at 10x
@@ -239,7 +220,7 @@ def test_bad_frames_are_logged_and_skipped(ros_master, rospy_node, drive_bag, ti
                 images += 1
             writer.write(topic, msg, t, connection_header=getattr(msg, "_connection_header", None))
     collector = Collector(rospy_node)
-    launch = _launch(ros_master, bad_bag, tiny_model, "rate:=0.5", "loop:=true")
+    launch = launch_kitti(ros_master, bad_bag, tiny_model, "rate:=0.5", "loop:=true")
     try:
         collector.wait_for("panoptic", 3, timeout_s=240)
         collector.wait_for("diagnostics", 2, timeout_s=30)

@@ -51,3 +51,14 @@ def round_trip(rospy: Any, topic: str, msg_type: Any, msg: Any, timeout_s: float
     finally:
         sub.unregister()
         pub.unregister()
+
+
+# The synthetic drive the node tests replay (test/ros/conftest.py's drive_bag): small and short.
+DRIVE_WIDTH, DRIVE_HEIGHT, DRIVE_FRAMES = 320, 96, 8
+
+
+def launch_kitti(ros_master: Any, bag: Path, model: Path, *extra: str) -> Any:
+    """kitti.launch replaying `bag` into the node on CPU torch, without rviz; `extra` are more launch args."""
+    return ros_master.roslaunch("panoptic_perception", "kitti.launch", f"bag:={bag}", f"model:={model}",
+                                "rviz:=false", "backend:=torch", "device:=cpu", "delay_s:=2.0",
+                                "output:=screen", *extra)
