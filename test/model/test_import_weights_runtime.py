@@ -299,11 +299,11 @@ def test_node_publishes_coco_panoptic(node_frame, reference):
     names = load_label_space("coco_panoptic").names
     ids, segments = panoptic_msg_to_numpy(msg)
     assert ids.shape == (HEIGHT, WIDTH)
-    assert all(s.name == names[s.category_id] for s in segments)
+    assert all(s.category_name == names[s.category_id] for s in segments)
     assert any(s.is_thing and s.category_id < COCO_THINGS for s in segments), "no COCO thing on ~panoptic"
     # the node runs the torch Pipeline this module ran offline
     assert float(np.mean(ids != expected.segment_map)) <= MAX_SEGMENT_MISMATCH
-    assert {s.name for s in segments} == {s.category_name for s in expected.segments}
+    assert {s.category_name for s in segments} == {s.category_name for s in expected.segments}
 
 
 def test_node_lists_coco_classes(node_frame):
