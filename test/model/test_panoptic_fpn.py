@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from panoptic_perception.config import from_dict
+from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.errors import InputError
 from panoptic_perception.labels import load_label_space
 from panoptic_perception.model.config import LossWeights, ModelConfig
@@ -69,10 +70,10 @@ def hand_drawn_scene(seed: int = 0):
     segment_map = np.zeros((HEIGHT, WIDTH), dtype=np.int64)
     segments = []
     for category in (SKY, ROAD, BUILDING, VEGETATION):
-        segments.append({"id": len(segments) + 1, "category_id": category})
+        segments.append(Segment(id=len(segments) + 1, category_id=category))
         segment_map[(semantic == category).numpy()] = len(segments)
     for category, mask in instances:
-        segments.append({"id": len(segments) + 1, "category_id": category})
+        segments.append(Segment(id=len(segments) + 1, category_id=category))
         segment_map[mask.numpy()] = len(segments)
     return image, target, (segment_map, segments)
 
@@ -169,7 +170,6 @@ def test_training_returns_weighted_losses_and_a_step_lowers_them():
 
 
 def panoptic_quality(out, gt) -> float:
-    from panoptic_perception.data.panoptic_io import Segment
     from panoptic_perception.eval.pq import PQAccumulator
 
     segment_map, segments = gt
