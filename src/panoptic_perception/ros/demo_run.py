@@ -190,7 +190,7 @@ def report(out_dir: Path, drive: Path, outputs: DemoOutputs, frames: int, screen
         ids, segments = panoptic_msg_to_numpy(msg)
         sample = dataset[index]
         acc.add(sample["panoptic"], sample["segments"],
-                ids, [{"id": s.id, "category_id": s.category_id} for s in segments], str(index))
+                ids, segments, str(index))
         matched.append(index)
     result = acc.result()
     sheet = write_sheet(out_dir / "sheet.png", outputs, stamps, matched, space)
