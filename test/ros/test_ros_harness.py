@@ -74,3 +74,26 @@ def test_rostopic_sees_message_type(ros_master, tmp_path):
     assert shown.returncode == 0, shown.stderr
     assert "sensor_msgs/Image panoptic" in shown.stdout
     assert "panoptic_perception/Segment[] segments" in shown.stdout
+
+
+def test_a_taken_port_moves_roscore_to_another_free_one(tmp_path, monkeypatch):
+    """Between finding a free port and roscore binding it another process may take it (an outgoing
+    connection given it as its ephemeral port: bound, not listening)."""
+    import socket
+
+    from panoptic_perception.ros import processes
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken_port = taken.getsockname()[1]
+    ports = iter([taken_port])
+    real_free_port = processes.free_port
+    monkeypatch.setattr(processes, "free_port", lambda: next(ports, None) or real_free_port())
+    master = RosMaster(tmp_path / "home")
+    assert master.port == taken_port
+    try:
+        master.start()
+        assert master.port != taken_port and master.uri.endswith(f":{master.port}")
+    finally:
+        master.stop()
+        taken.close()

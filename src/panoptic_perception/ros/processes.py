@@ -13,6 +13,24 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 
+class _TimeoutTransport(xmlrpc.client.Transport):
+    """XML-RPC over HTTP with a socket timeout: a port held by something that is not a ROS master
+    accepts the connection and never answers."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self._timeout_s = timeout_s
+
+    def make_connection(self, host):
+        connection = super().make_connection(host)
+        connection.timeout = self._timeout_s
+        return connection
+
+
+class PortTakenError(RuntimeError):
+    """roscore could not bind its port: something else took it first."""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,10 +76,14 @@ class RosMaster:
     def __init__(self, home: Path, port: Optional[int] = None) -> None:
         """`port`: a given one (e.g. to restart a master where the old one was), else a free one."""
         self.home = Path(home)
+        self._port_given = port is not None
         self.port = port or free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
         self.process: Optional[subprocess.Popen] = None
         self.pids: Dict[str, int] = {}
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def env(self) -> Dict[str, str]:
@@ -76,7 +98,20 @@ class RosMaster:
         env.pop("ROS_HOSTNAME", None)
         return env
 
-    def start(self, timeout_s: float = 30.0) -> RosMaster:
+    def start(self, timeout_s: float = 30.0, attempts: int = 3) -> RosMaster:
+        """Start roscore and wait until the master and rosout answer. A free port can be taken by
+        another process between finding it and roscore binding it (other test runs, other ROS
+        masters on the machine): then another free port is tried, unless the port was given."""
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout_s)
+            except PortTakenError:
+                if self._port_given or attempt == attempts - 1:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout_s: float) -> RosMaster:
         self.home.mkdir(parents=True, exist_ok=True)
         log = open(self.home / "roscore.log", "wb")
         self.process = subprocess.Popen(
@@ -84,17 +119,22 @@ class RosMaster:
             start_new_session=True,
         )
         self.pids["roscore"] = self.process.pid
-        master = xmlrpc.client.ServerProxy(self.uri)
+        master = xmlrpc.client.ServerProxy(self.uri, transport=_TimeoutTransport(1.0))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            log_text = (self.home / "roscore.log").read_text(errors="replace")
+            if f"port {self.port} is already in use" in log_text:
+                self.stop()  # roslaunch may still wait for a master that will never be its own
+                raise PortTakenError(f"roscore port {self.port} is already in use")
             if self.process.poll() is not None:
-                raise RuntimeError(f"roscore exited: {(self.home / 'roscore.log').read_text()[-2000:]}")
+                raise RuntimeError(f"roscore exited: {log_text[-2000:]}")
             try:
                 code, _, master_pid = master.getPid("/test")
                 code_r, _, rosout_uri = master.lookupNode("/test", "/rosout")
                 if code == 1 and code_r == 1:
                     self.pids["rosmaster"] = int(master_pid)
-                    _, _, rosout_pid = xmlrpc.client.ServerProxy(rosout_uri).getPid("/test")
+                    rosout = xmlrpc.client.ServerProxy(rosout_uri, transport=_TimeoutTransport(1.0))
+                    _, _, rosout_pid = rosout.getPid("/test")
                     self.pids["rosout"] = int(rosout_pid)
                     return self
             except (OSError, xmlrpc.client.Error):
