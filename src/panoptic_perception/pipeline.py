@@ -411,9 +411,9 @@ class Pipeline:
         segment_map = np.asarray(segment_map)
         categories = {s.id: s.category_id for s in segments}
         outputs, slot_of = fusion_outputs_from_panoptic(segment_map, categories, self.label_space)
-        category_map = np.full(segment_map.shape, self.label_space.ignore_id, dtype=np.uint8)
-        for seg in segments:
-            category_map[segment_map == seg.id] = seg.category_id
+        # one lookup over the slot map the outputs already hold, instead of a pass over the image per segment
+        slot_category = np.concatenate([[self.label_space.ignore_id], outputs["segment_category"].numpy()])
+        category_map = slot_category.astype(np.uint8)[outputs["segment_map"].numpy()]
         result = FrameResult(segment_map.astype(np.int32, copy=False), category_map, list(segments),
                              timings_ms={})
         self._project_and_track(result, outputs, camera, stamp_ns, odom_from_vehicle,

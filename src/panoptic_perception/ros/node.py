@@ -239,44 +239,47 @@ class PanopticNode:
             self._intrinsics_key = key
         return Camera(self._intrinsics, self._extrinsics(image_msg.header))
 
-    def _extrinsics(self, header: Any) -> Extrinsics:
-        if self.tf_listener is None or not header.frame_id:
-            return self._fallback_extrinsics
+    def _lookup_matrix(self, target_frame: str, source_frame: str, stamp: Any) -> Tuple[Optional[Any], str]:
+        """target <- source (4x4) from tf at `stamp`, or (None, why) when tf has none in ~tf_timeout_s."""
         import tf2_ros
 
         try:
-            tf = self.tf_buffer.lookup_transform(self.params.vehicle_frame, header.frame_id, header.stamp,
+            tf = self.tf_buffer.lookup_transform(target_frame, source_frame, stamp,
                                                  rospy.Duration(self.params.tf_timeout_s))
-        except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException):
+        except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException) as exc:
+            return None, str(exc)
+        return transform_to_matrix(tf.transform), ""
+
+    def _extrinsics(self, header: Any) -> Extrinsics:
+        if self.tf_listener is None or not header.frame_id:
+            return self._fallback_extrinsics
+        matrix, _ = self._lookup_matrix(self.params.vehicle_frame, header.frame_id, header.stamp)
+        if matrix is None:
             if self._extrinsics_source != "parameters":
                 rospy.logwarn_throttle(THROTTLE_S, f"panoptic_perception: no tf {header.frame_id} -> "
                                                    f"{self.params.vehicle_frame}; using ~extrinsics")
             self._extrinsics_source = "parameters"
             return self._fallback_extrinsics
         self._extrinsics_source = "tf"
-        return Extrinsics.from_matrix(transform_to_matrix(tf.transform))
+        return Extrinsics.from_matrix(matrix)
 
     def _ego_pose(self, header: Any) -> Optional[Any]:
         """odom -> vehicle (4x4) at the image stamp from tf, or None: tracking then runs in the vehicle
         frame (said once in the log, and in /diagnostics), never on a guessed motion."""
         if self.tf_listener is None:
             return None
-        import tf2_ros
-
         odom, vehicle = self.params.odom_frame, self.params.vehicle_frame
-        try:
-            tf = self.tf_buffer.lookup_transform(odom, vehicle, header.stamp,
-                                                 rospy.Duration(self.params.tf_timeout_s))
-        except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException) as exc:
+        matrix, why = self._lookup_matrix(odom, vehicle, header.stamp)
+        if matrix is None:
             if self._ego_motion_source != "unknown":
-                rospy.logwarn(f"panoptic_perception: no odometry in tf ({odom} -> {vehicle}: {exc}); tracks in "
+                rospy.logwarn(f"panoptic_perception: no odometry in tf ({odom} -> {vehicle}: {why}); tracks in "
                               f"{vehicle} with velocities relative to the vehicle, no fused grid, until it appears")
             self._ego_motion_source = "unknown"
             return None
         if self._ego_motion_source != "tf":
             rospy.loginfo(f"panoptic_perception: ego motion from tf {odom} -> {vehicle}")
         self._ego_motion_source = "tf"
-        return transform_to_matrix(tf.transform)
+        return matrix
 
     # -- one frame ----------------------------------------------------------------------------
 
