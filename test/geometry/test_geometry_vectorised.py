@@ -65,9 +65,15 @@ def _scenes() -> Dict[str, Tuple[Camera, Dict[str, torch.Tensor]]]:
             "small": (small, to_torch(render(small, Street(boxes=street[::2]), num_slots=40)))}
 
 
-def _projector(camera: Camera, **overrides) -> projection.GroundProjector:
+def _projector(camera: Camera, grow_cut_toward_camera: bool = True, **overrides) -> projection.GroundProjector:
+    """A projector; without grow_cut_toward_camera it grows every footprint away from the camera, as
+    the per-object implementation did (footprints cut by the image border are tested against the
+    scene's truth instead, in test_geometry_projection.py)."""
     config = replace(load_grid_config(), surface_height_m={"sidewalk": 0.14}, **overrides)
-    return projection.GroundProjector(camera, config, load_label_space("cityscapes"))
+    projector = projection.GroundProjector(camera, config, load_label_space("cityscapes"))
+    if not grow_cut_toward_camera and hasattr(projector, "_grow_cut_footprints"):
+        projector._grow_cut_footprints = lambda footprints, *args: footprints
+    return projector
 
 
 def _project(camera: Camera, outputs: Dict[str, torch.Tensor], **overrides):
@@ -101,7 +107,7 @@ def reference():
 @pytest.mark.parametrize("name", ["kitti", "confidence", "small"])
 def test_projection_reproduces_the_per_object_implementation(name, reference):
     camera, outputs = _scenes()[name]
-    result = _project(camera, outputs, min_pixels_per_cell=1)
+    result = _project(camera, outputs, min_pixels_per_cell=1, grow_cut_toward_camera=False)
     np.testing.assert_array_equal(result.occupancy.numpy(), reference[f"{name}/occupancy"])
     np.testing.assert_array_equal(result.class_grid.numpy(), reference[f"{name}/class_grid"])
     # free evidence is now summed per class and scaled once: float32 rounding, nothing more
@@ -119,7 +125,7 @@ def test_sparse_cell_gain_only_decides_cells_the_reference_left_unknown(name, re
     """The default min_pixels_per_cell scales the evidence of sparsely seen cells and nothing else:
     objects, densely seen cells and every cell the reference decided stay as they were."""
     camera, outputs = _scenes()[name]
-    projector = _projector(camera)
+    projector = _projector(camera, grow_cut_toward_camera=False)
     assert projector.config.min_pixels_per_cell > 1
     result = projector.project(outputs)
     height_px, width_px = outputs["segment_map"].shape

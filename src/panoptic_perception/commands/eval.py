@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "synthetic drives under --data (their gt/objects/ track truth)")
     parser.add_argument("--tracks", type=Path, default=None,
                         help="with --tracking: folder of <drive>.txt (+ <drive>.velocity.json) files")
+    parser.add_argument("--footprints", action="store_true",
+                        help="score the grid instead: IoU of the occupied thing cells with the true footprints of the "
+                             "things in view, on the synthetic drives under --data (their gt/bev/); the drives' "
+                             "ground-truth panoptic is projected, or with --model the network's output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.json, "--json")  # before the evaluation, not after it
     check_writable(args.markdown, "--markdown")
     given = [name for name in COCO_ARGS if getattr(args, name) is not None]
+    if args.footprints:
+        return _evaluate_footprints(args, given)
     if args.tracking or args.tracks is not None:
         return _evaluate_tracking(args, given)
     if args.compare_fusion is not None or args.markdown is not None:
@@ -163,6 +169,43 @@ def _evaluate_tracking(args: argparse.Namespace, given) -> int:
     print(f"\nscored {len(report['drives'])} drive(s) in {time.perf_counter() - start:.2f} s")
     if args.json is not None:
         report.update(tracks=str(args.tracks), data=str(args.data))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"eval: wrote {args.json}")
+    return 0
+
+
+def _evaluate_footprints(args: argparse.Namespace, given) -> int:
+    from panoptic_perception.data.kitti import find_drives
+    from panoptic_perception.eval.footprints import FootprintScore, format_footprints, score_drive
+    from panoptic_perception.pipeline import Pipeline, load_pipeline_config
+
+    others = ["--" + n.replace("_", "-") for n in given]
+    others += [flag for flag, value in (("--compare-fusion", args.compare_fusion), ("--markdown", args.markdown),
+                                        ("--tracks", args.tracks)) if value is not None]
+    others += ["--tracking"] if args.tracking else []
+    if others:
+        raise ConfigError(f"--footprints excludes {', '.join(others)}")
+    if args.data is None:
+        raise ConfigError("--footprints needs --data (synthetic drives, as `synth --out` writes them)")
+    drives = find_drives(args.data)
+    if not drives:
+        raise ConfigError(f"--data {args.data}: no drive (DATE_drive_XXXX_sync with image_02/) found")
+    config = dataclasses.replace(load_pipeline_config(), track=False)
+    if args.model is not None:
+        config = dataclasses.replace(config, model_path=str(args.model))
+    pipeline = Pipeline(config)
+    start = time.perf_counter()
+    score = FootprintScore()
+    for drive in drives:
+        score_drive(pipeline, drive, score, use_model=args.model is not None, max_frames=args.max_frames)
+    source = f"the network ({args.model})" if args.model is not None else "the ground-truth panoptic"
+    print(format_footprints(score))
+    print(f"\nscored {len(score.frames)} frames of {len(drives)} drive(s), grids projected from {source}, "
+          f"in {time.perf_counter() - start:.2f} s")
+    if args.json is not None:
+        report = dict(score.to_dict(), data=str(args.data), source="model" if args.model is not None else "truth",
+                      model=str(args.model) if args.model is not None else None)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
         print(f"eval: wrote {args.json}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -155,11 +155,14 @@ def _wrap_half_pi(angle_rad):
 
 
 def fit_footprints(points_xy: np.ndarray, counts: np.ndarray, camera_xy: Tuple[float, float],
-                   priors: Sequence[ThingPrior]) -> List[Footprint]:
+                   priors: Sequence[ThingPrior], extend_toward_camera: Optional[np.ndarray] = None) -> List[Footprint]:
     """fit_footprint of consecutive groups of contact points (group k: the next counts[k] rows, prior k).
 
     One pass of array arithmetic over all groups: a frame's objects cost a few numpy calls, not a
-    few dozen each.
+    few dozen each. `extend_toward_camera` (n, 2) bool, per group and per axis of the fit (the first
+    axis, then its normal): where the seen extent is shorter than the prior, grow the box from its far
+    seen end toward the camera instead of away from it. That is where the hidden part lies when the
+    near end is cut off by the image border, not hidden behind the seen face.
     """
     pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
     counts = np.asarray(counts, dtype=np.int64)
@@ -199,12 +202,21 @@ def fit_footprints(points_xy: np.ndarray, counts: np.ndarray, camera_xy: Tuple[f
     dim_u = np.maximum(np.where(length_on_v, prior_width, prior_length), extent_u)
     dim_v = np.maximum(np.where(length_on_v, prior_length, prior_width), extent_v)
 
-    # Along each axis, anchor the box at the seen end nearest the camera and extend it away.
-    def anchored(cam_along: np.ndarray, lo: np.ndarray, hi: np.ndarray, dim: np.ndarray) -> np.ndarray:
-        return np.where(cam_along <= lo, lo + dim / 2, np.where(cam_along >= hi, hi - dim / 2, (lo + hi) / 2))
+    # Along each axis, anchor the box at the seen end nearest the camera and extend it away (or the
+    # reverse where asked).
+    toward = np.zeros((n, 2), dtype=bool) if extend_toward_camera is None else np.asarray(extend_toward_camera, bool)
+    if toward.shape != (n, 2):
+        raise ValueError(f"fit_footprints: extend_toward_camera has shape {toward.shape}, want ({n}, 2)")
 
-    centre_u = anchored(cos * cam_x + sin * cam_y, lo_u, hi_u, dim_u)
-    centre_v = anchored(-sin * cam_x + cos * cam_y, lo_v, hi_v, dim_v)
+    def anchored(cam_along: np.ndarray, lo: np.ndarray, hi: np.ndarray, dim: np.ndarray,
+                 reverse: np.ndarray) -> np.ndarray:
+        from_lo, from_hi = lo + dim / 2, hi - dim / 2
+        near_lo = np.where(reverse, from_hi, from_lo)
+        near_hi = np.where(reverse, from_lo, from_hi)
+        return np.where(cam_along <= lo, near_lo, np.where(cam_along >= hi, near_hi, (lo + hi) / 2))
+
+    centre_u = anchored(cos * cam_x + sin * cam_y, lo_u, hi_u, dim_u, toward[:, 0])
+    centre_v = anchored(-sin * cam_x + cos * cam_y, lo_v, hi_v, dim_v, toward[:, 1])
     centre_x = centre_u * cos - centre_v * sin
     centre_y = centre_u * sin + centre_v * cos
     heading = _wrap_half_pi(theta + length_on_v * (math.pi / 2))

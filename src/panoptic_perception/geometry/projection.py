@@ -383,7 +383,7 @@ class GroundProjector:
                 t_pix, t_seg = np.concatenate([a_pix, t_pix]), np.concatenate([a_seg, t_seg])
                 t_below = np.concatenate([_take(seg_map, a_pix + width_px), t_below])
                 t_ground = np.concatenate([np.zeros(a_pix.size, dtype=bool), t_ground])
-        objects = self._objects(t_pix, t_seg, t_below, t_ground, segments, host_table)
+        objects = self._objects(t_pix, t_seg, t_below, t_ground, segments, host_table, _host(log_odds))
         self._paint_footprints([o for o in objects if o.contact_visible], log_odds, occupied_class)
 
         log_odds = log_odds.clamp(-ev.clamp, ev.clamp)
@@ -444,8 +444,12 @@ class GroundProjector:
         return grid.sub_(1)
 
     def _objects(self, pixels: np.ndarray, segment_ids: np.ndarray, below_ids: np.ndarray,
-                 ground_below: np.ndarray, segments: _Segments, table: GroundLookup) -> List[GroundObject]:
+                 ground_below: np.ndarray, segments: _Segments, table: GroundLookup,
+                 ground_log_odds: np.ndarray) -> List[GroundObject]:
         """Things from their candidate bottom pixels (flat pixel index, segment id, ground below?).
+
+        `ground_log_odds` (flat, per cell) is the frame's evidence before things are painted: a
+        footprint cut by the image border grows where it covers the least ground seen free.
 
         The lowest candidate of each thing in each image column is its ground contact there;
         it is trusted when the pixel below it is ground, not another object or the image border.
@@ -504,6 +508,10 @@ class GroundProjector:
         placed = np.flatnonzero(n_use > 0)  # none: the whole mask is above the horizon
         priors = [self._priors[c] for c in categories[placed].tolist()]
         footprints = fit_footprints(xy_s[use], n_use[placed], camera_xy, priors)
+        cut = np.flatnonzero(truncated[placed] & contact_visible[placed])
+        if cut.size:
+            footprints = self._grow_cut_footprints(footprints, cut, xy_s[use], n_use[placed], camera_xy, priors,
+                                                   ground_log_odds)
         covariances = position_covariances(
             footprints, camera_xy, float(cam.extrinsics.height_m), float(cam.intrinsics.camera_matrix[1, 1]),
             priors, self._config.uncertainty, contact_visible[placed])
@@ -528,6 +536,34 @@ class GroundProjector:
                 covariance_xy=(0.0, 0.0, 0.0, 0.0), contact_columns=0, contact_visible=False,
                 truncated=bool(truncated[k])))
         return self._place_carried(objects, carried, camera_xy, {int(ids[k]) for k in unplaced})
+
+    def _grow_cut_footprints(self, footprints: List[Footprint], cut: np.ndarray, points_xy: np.ndarray,
+                             counts: np.ndarray, camera_xy: Tuple[float, float], priors: List[Any],
+                             ground_log_odds: np.ndarray) -> List[Footprint]:
+        """Footprints of things cut by the image border (indices `cut`), each regrown toward the camera
+        along none, one or both axes, whichever covers the least ground seen free.
+
+        The seen contact of a cut thing can end at the border instead of at the thing's end, and
+        growing the prior's hidden part away from the camera then lays it over ground the camera sees
+        (a car being passed, its back below the image, came out 2-3 m too far ahead). Ties keep the
+        usual growth away from the camera.
+        """
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        take = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in cut.tolist()])
+        sub_points, sub_counts = points_xy[take], counts[cut]
+        sub_priors = [priors[k] for k in cut.tolist()]
+        candidates = [[footprints[k] for k in cut.tolist()]]
+        for toward in ((True, False), (False, True), (True, True)):
+            candidates.append(fit_footprints(sub_points, sub_counts, camera_xy, sub_priors,
+                                             np.tile(toward, (len(cut), 1))))
+        flat = [f for per_variant in candidates for f in per_variant]
+        cells, owner = footprints_cells(self._geometry, flat)
+        seen_free = np.bincount(owner, weights=np.maximum(-ground_log_odds[cells], 0.0), minlength=len(flat))
+        best = np.argmin(seen_free.reshape(len(candidates), len(cut)), axis=0)  # first of ties: the usual
+        out = list(footprints)
+        for j, k in enumerate(cut.tolist()):
+            out[k] = candidates[best[j]][j]
+        return out
 
     def _place_carried(self, objects: List[GroundObject], carried: Dict[int, int],
                        camera_xy: Tuple[float, float], unplaced: Optional[set] = None) -> List[GroundObject]:
