@@ -166,6 +166,11 @@ class Pipeline:
         return TrackingStage(load_tracker_config(resolve_path(self.config.tracker_config)), fused,
                              self.label_space.names)
 
+    @property
+    def tracking_stage(self) -> Optional[TrackingStage]:
+        """The tracker and fused grid the frames go through (None with tracking turned off)."""
+        return self._tracking
+
     def reset_tracking(self) -> None:
         """Forget tracks and the fused grid (the next frame starts a new drive); ids keep counting up."""
         if self._tracking is not None:

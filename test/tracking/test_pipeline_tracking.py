@@ -116,8 +116,27 @@ def test_bench_tracking_reports_the_stage_with_and_without_a_pose(tmp_path):
     from panoptic_perception.cli import main
 
     out = tmp_path / "bench.json"
-    assert main(["bench", "tracking", "--frames", "4", "--passes", "1", "--scale", "0.25", "--no-record",
-                 "--json", str(out)]) == 0
+    assert main(["bench", "tracking", "--frames", "4", "--passes", "1", "--scale", "0.25", "--objects", "12",
+                 "--no-record", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["stage"] for r in rows] == ["tracker + fused grid (ego pose)", "tracker only (no pose)"]
-    assert all(r["n"] == 4 and r["median_ms"] > 0 for r in rows)
+    assert [r["stage"] for r in rows] == ["tracker + fused grid (ego pose)", "tracker only (no pose)",
+                                          "12 objects: tracker + fused grid (ego pose)",
+                                          "12 objects: tracker only (no pose)"]
+    assert all(r["n"] == 4 and r["median_ms"] > 0 for r in rows[:2])
+    # the crowded scene keeps every car tracked: all confirmed after the first frames
+    assert all(r["n"] == 30 and r["median_ms"] > 0 and r["confirmed_tracks_median"] == 12 for r in rows[2:])
+
+
+def test_crowded_scene_stays_in_view_and_moves_as_told():
+    from panoptic_perception.benchmarks.tracking import crowded_objects
+
+    scene = crowded_objects(50, 30)
+    assert len(scene) == 30 and all(len(objects) == 50 for _, objects in scene)
+    for _, objects in scene:
+        x = np.array([o.x_m for o in objects])
+        assert (x > 5).all() and (x < 60).all()  # within the grid ahead of the ego
+    first, last = scene[0], scene[-1]
+    over_ground = [(b.x_m + last[0][0, 3] - a.x_m - first[0][0, 3]) / 2.9 for a, b in zip(first[1], last[1])]
+    parked = np.abs(over_ground) < 0.5
+    assert 15 <= parked.sum() <= 18  # a third parked, the rest at 5-15 m/s
+    assert all(4.5 < v < 15.5 for v in np.array(over_ground)[~parked])

@@ -350,33 +350,43 @@ class Tracker:
 
     # ------------------------------------------------------------------ outputs
     def _outputs(self) -> List[Track]:
+        """Tracks from the filter state: speeds, their sigmas and the moving test for all tracks at
+        once (array arithmetic), then one record per track."""
         cfg = self.config
+        n = len(self._lives)
+        if n == 0:
+            return []
+        vx, vy = self._x[:, 2], self._x[:, 3]
+        speed = np.hypot(vx, vy)
+        p_v = self._p[:, 2:, 2:]
+        along = speed > 1e-9
+        u = np.stack([vx, vy], 1) / np.where(along, speed, 1.0)[:, None]
+        along_var = np.einsum("ni,nij,nj->n", u, p_v, u)
+        # without a direction, the worst one: the largest eigenvalue of the symmetric 2x2
+        a, b, d = p_v[:, 0, 0], (p_v[:, 0, 1] + p_v[:, 1, 0]) / 2, p_v[:, 1, 1]
+        largest = (a + d) / 2 + np.sqrt(((a - d) / 2) ** 2 + b * b)
+        speed_sigma = np.sqrt(np.maximum(np.where(along, along_var, largest), 0.0))
+        # moving clearly faster than the velocity's noise: the direction of travel is the heading
+        significant = speed > cfg.significant_speed_sigmas * speed_sigma
+        moving = (significant & (speed > cfg.moving_speed_mps)).tolist()
+        travel = (significant & (speed >= cfg.heading_min_speed_mps)).tolist()
+        states, covariances = self._x.tolist(), self._p.reshape(n, -1).tolist()
         out = []
-        for life, x, p in zip(self._lives, self._x, self._p):
-            vx, vy = float(x[2]), float(x[3])
-            speed = math.hypot(vx, vy)
-            p_v = p[2:, 2:]
-            if speed > 1e-9:
-                u = np.array([vx, vy]) / speed
-                speed_sigma = math.sqrt(max(float(u @ p_v @ u), 0.0))
-            else:
-                speed_sigma = math.sqrt(max(float(np.linalg.eigvalsh(p_v)[-1]), 0.0))
+        for k, life in enumerate(self._lives):
+            x_m, y_m, vx_k, vy_k = states[k]
             axis = _wrap_half_pi(0.5 * math.atan2(life.axis_s2, life.axis_c2))
-            # moving clearly faster than the velocity's noise: the direction of travel is the heading
-            significant = speed > cfg.significant_speed_sigmas * speed_sigma
-            if significant and speed >= cfg.heading_min_speed_mps:
-                heading = life.front_rad = _wrap_pi(math.atan2(vy, vx))
+            if travel[k]:
+                heading = life.front_rad = _wrap_pi(math.atan2(vy_k, vx_k))
             elif life.front_rad is None:
                 heading = axis
             else:  # the footprint's axis, turned to the side of the last known direction of travel
                 heading = _wrap_pi(axis if math.cos(axis - life.front_rad) >= 0 else axis + math.pi)
             out.append(Track(
                 track_id=life.track_id, class_name=life.class_name, category=life.category, status=life.status,
-                x_m=float(x[0]), y_m=float(x[1]), vx_mps=vx, vy_mps=vy, speed_mps=speed,
-                speed_sigma_mps=speed_sigma, is_moving=significant and speed > cfg.moving_speed_mps,
-                heading_rad=heading,
+                x_m=x_m, y_m=y_m, vx_mps=vx_k, vy_mps=vy_k, speed_mps=float(speed[k]),
+                speed_sigma_mps=float(speed_sigma[k]), is_moving=moving[k], heading_rad=heading,
                 front_known=life.front_rad is not None, length_m=life.length_m, width_m=life.width_m,
-                covariance=tuple(float(v) for v in p.ravel()), age_frames=life.age_frames, hits=life.hits,
+                covariance=tuple(covariances[k]), age_frames=life.age_frames, hits=life.hits,
                 misses=life.misses, segment_id=life.segment_id, score=life.score))
         out.sort(key=lambda t: t.track_id)
         return out
