@@ -27,7 +27,7 @@ N = CFG.hits_to_confirm
 
 
 def _obj(x_m: float, y_m: float, class_name: str = "car", segment_id: int = 1, sigma_m: float = 0.1,
-         score: float = 0.9, heading_rad: float = 0.0, length_m: float = 4.4, width_m: float = 1.8,
+         score: float = 0.8, heading_rad: float = 0.0, length_m: float = 4.4, width_m: float = 1.8,
          truncated: bool = False, category: int = 13) -> GroundObject:
     return GroundObject(segment_id=segment_id, category=category, class_name=class_name, score=score,
                         footprint=Footprint(x_m, y_m, length_m, width_m, heading_rad), range_m=math.hypot(x_m, y_m),
@@ -267,6 +267,36 @@ def test_births_need_n_consecutive_hits():
     assert out[N - 1][0].hits == N and out[N - 1][0].age_frames == N
 
 
+def test_a_sure_birth_is_confirmed_at_once_and_an_unsure_one_waits():
+    """Score at least confirm_at_birth_min_score, contact seen, not cut, placed within
+    confirm_at_birth_max_sigma_m: confirmed in its first frame. Anything less waits for N hits."""
+    sure = CFG.confirm_at_birth_min_score
+    assert sure is not None and N >= 2
+    far_sigma_m = CFG.confirm_at_birth_max_sigma_m * 1.5
+    births = [_obj(10.0, 0.0, segment_id=1, score=sure),
+              _obj(10.0, 8.0, segment_id=2, score=sure - 0.05),
+              _obj(20.0, 0.0, segment_id=3, score=sure, truncated=True),
+              dataclasses.replace(_obj(30.0, 0.0, segment_id=4, score=sure), contact_visible=False),
+              _obj(40.0, 0.0, segment_id=5, score=sure, sigma_m=far_sigma_m)]
+    status = {t.segment_id: t.status for t in Tracker(CFG).update(births, _stamp(0))}
+    assert status == {1: CONFIRMED, 2: TENTATIVE, 3: TENTATIVE, 4: TENTATIVE, 5: TENTATIVE}
+    waiting = dataclasses.replace(CFG, confirm_at_birth_min_score=None)
+    assert {t.status for t in Tracker(waiting).update(births, _stamp(0))} == {TENTATIVE}
+
+
+def test_a_sure_birth_next_to_a_track_that_missed_waits():
+    """The car seen a little off (outside the gate, inside twice its distance) is likely the track's
+    own thing: a second confirmed id for it at once would be an identity switch. (A still car known
+    to ~0.05 m: the gate reaches ~0.45 m, twice its distance ~0.9 m.)"""
+    sure = CFG.confirm_at_birth_min_score
+    stream = [[_obj(10.0, 0.0, segment_id=1)] for _ in range(10)]
+    _, out = _run(stream + [[_obj(10.7, 0.0, segment_id=2, score=sure)]])
+    old, new = out[-1]
+    assert (old.status, new.status) == (LOST, TENTATIVE)
+    _, out = _run(stream + [[_obj(40.0, 0.0, segment_id=2, score=sure)]])  # far from it: sure
+    assert [t.status for t in out[-1]] == [LOST, CONFIRMED]
+
+
 def test_low_scores_start_no_track_but_update_one():
     stream = [[_obj(10.0, 0.0, score=0.9 if k < 5 else 0.2)] for k in range(10)] + [[_obj(30.0, 0.0, score=0.2)]]
     _, out = _run(stream)
@@ -485,6 +515,8 @@ def test_tracker_yaml_sets_every_key_and_loads():
     ({"hits_to_confirm": 0}, "hits_to_confirm"),
     ({"misses_to_delete": 1.5}, "misses_to_delete"),
     ({"min_score": 1.5}, "min_score"),
+    ({"confirm_at_birth_min_score": -0.1}, "confirm_at_birth"),
+    ({"confirm_at_birth_max_sigma_m": 0.0}, "confirm_at_birth_max_sigma_m"),
     ({"size_smoothing": 0.0}, "size_smoothing"),
     ({"classes": {"car": {"acceleration_sigma_mps2": -2.0}}}, r"classes\.car.*acceleration_sigma_mps2"),
     ({"classes": {"car": {"max_speed": 2.0}}}, "max_speed"),

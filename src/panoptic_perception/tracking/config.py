@@ -73,6 +73,10 @@ class TrackerConfig:
     unreliable_contact_sigma_m: float = 3.0
     gate_chi2: float = 9.21
     hits_to_confirm: int = 3
+    # a birth from an object this sure (score, its ground contact seen, not cut by the border) is
+    # confirmed at once; None: every birth waits for hits_to_confirm
+    confirm_at_birth_min_score: Optional[float] = None
+    confirm_at_birth_max_sigma_m: float = 1.0  # ... and placed this well (worst-direction sigma)
     misses_to_delete: int = 5
     min_score: float = 0.5
     moving_speed_mps: float = 0.7
@@ -89,8 +93,10 @@ class TrackerConfig:
                         measurement_sigma_floor_m=self.measurement_sigma_floor_m,
                         unreliable_contact_sigma_m=self.unreliable_contact_sigma_m, gate_chi2=self.gate_chi2,
                         reset_after_gap_s=self.reset_after_gap_s,
+                        confirm_at_birth_max_sigma_m=self.confirm_at_birth_max_sigma_m,
                         significant_speed_sigmas=self.significant_speed_sigmas)
         _check_score("tracker", self.min_score)
+        _check_score("tracker confirm_at_birth", self.confirm_at_birth_min_score)
         if self.hits_to_confirm < 1:
             raise ValueError(f"tracker hits_to_confirm must be >= 1, got {self.hits_to_confirm}")
         if self.misses_to_delete < 1:

@@ -40,6 +40,7 @@ from panoptic_perception.tracking.ego_motion import check_pose
 
 TENTATIVE, CONFIRMED, LOST = "tentative", "confirmed", "lost"
 FRAME_ODOM, FRAME_VEHICLE = "odom", "vehicle"
+BIRTH_GUARD_GATES = 2.0  # a sure birth within this many gate distances of a track that missed waits
 _INFEASIBLE = 1e9  # cost of a gated-out pair: the assignment takes as many feasible pairs as it can
 
 
@@ -334,19 +335,41 @@ class Tracker:
         if self.frame == FRAME_VEHICLE:
             velocity_sigma = np.hypot(velocity_sigma, cfg.without_odometry.ego_speed_sigma_mps)
             accel_sigma = np.hypot(accel_sigma, cfg.without_odometry.ego_acceleration_sigma_mps2)
+        sure = self._sure_births(objects, new, z, r)
         x, p = kalman.initial_state(z[new], r[new], velocity_sigma)
         self._x = np.concatenate([self._x, x])
         self._p = np.concatenate([self._p, p])
         self._accel_sigma = np.concatenate([self._accel_sigma, accel_sigma])
-        for k in new:
+        for k, confirmed in zip(new, sure):
             obj = objects[k]
             self._lives.append(_Life(
                 track_id=self._next_id, class_name=obj.class_name, category=int(obj.category),
-                status=CONFIRMED if cfg.hits_to_confirm <= 1 else TENTATIVE,
+                status=CONFIRMED if cfg.hits_to_confirm <= 1 or confirmed else TENTATIVE,
                 length_m=float(obj.footprint.length_m), width_m=float(obj.footprint.width_m),
                 axis_c2=math.cos(2 * axis[k]), axis_s2=math.sin(2 * axis[k]),
                 segment_id=int(obj.segment_id), score=float(obj.score)))
             self._next_id += 1
+
+    def _sure_births(self, objects: Sequence[GroundObject], new: List[int], z: np.ndarray,
+                     r: np.ndarray) -> List[bool]:
+        """Which births need no second hit: confident, ground contact seen, not cut by the border, and no
+        track of their class that missed this frame near (within twice the gate's distance): that
+        one may be the same thing seen a little off, and a second confirmed id for it would be an
+        identity switch."""
+        least = self.config.confirm_at_birth_min_score
+        sigma = self.config.confirm_at_birth_max_sigma_m
+        sure = [least is not None and objects[k].score >= least and objects[k].contact_visible
+                and not objects[k].truncated and objects[k].position_sigma_m <= sigma for k in new]
+        missed = np.array([life.misses > 0 for life in self._lives], dtype=bool)
+        if not any(sure) or not missed.any():
+            return sure
+        missed_class = np.array([life.class_name for life in self._lives], dtype=object)[missed]
+        d2, _ = kalman.mahalanobis_sq(self._x[missed], self._p[missed], z[new], r[new])
+        near = d2 <= BIRTH_GUARD_GATES ** 2 * self.config.gate_chi2  # (missed tracks, births)
+        for j, k in enumerate(new):
+            if sure[j] and (near[:, j] & (missed_class == objects[k].class_name)).any():
+                sure[j] = False
+        return sure
 
     # ------------------------------------------------------------------ outputs
     def _outputs(self) -> List[Track]:
