@@ -89,3 +89,20 @@ def test_position_uncertainty_grows_with_range_and_is_largest_along_the_ray():
     hidden = position_covariance(Footprint(30.0, 0.0, 4.4, 1.8, 0.0), (0.0, 0.0), 1.65, 721.5, CAR, unc,
                                  contact_visible=False)
     assert hidden[0, 0] > sigmas[2] ** 2
+
+
+def test_a_footprint_grows_toward_the_camera_only_where_asked():
+    """Contacts along a car's side from 6 to 8 m (its far 2 m seen, the rest cut off): grown away from the
+    camera it spans 6-10.4 m, toward it 3.6-8 m; across, the seen side stays where it is unless asked."""
+    from panoptic_perception.geometry.objects import fit_footprints
+
+    side = np.stack([np.linspace(6.0, 8.0, 21), np.full(21, -2.0)], 1)
+    prior = ThingPrior(4.4, 1.8, 0.4)
+    usual, toward_along, toward_both = fit_footprints(
+        np.concatenate([side] * 3), np.array([21] * 3), (0.0, 0.0), [prior] * 3,
+        np.array([[False, False], [True, False], [True, True]]))
+    assert (usual.x_m, toward_along.x_m) == (pytest.approx(8.2), pytest.approx(5.8))
+    assert usual.y_m == pytest.approx(-2.9) and toward_along.y_m == pytest.approx(-2.9)  # away across: y < -2
+    assert toward_both.y_m == pytest.approx(-1.1)
+    with pytest.raises(ValueError, match="extend_toward_camera"):
+        fit_footprints(side, np.array([21]), (0.0, 0.0), [prior], np.zeros((2, 2), dtype=bool))

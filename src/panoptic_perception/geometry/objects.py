@@ -155,14 +155,16 @@ def _wrap_half_pi(angle_rad):
 
 
 def fit_footprints(points_xy: np.ndarray, counts: np.ndarray, camera_xy: Tuple[float, float],
-                   priors: Sequence[ThingPrior], extend_toward_camera: Optional[np.ndarray] = None) -> List[Footprint]:
+                   priors: Sequence[ThingPrior], extend_toward_camera: Optional[np.ndarray] = None,
+                   axes_rad: Optional[np.ndarray] = None) -> List[Footprint]:
     """fit_footprint of consecutive groups of contact points (group k: the next counts[k] rows, prior k).
 
     One pass of array arithmetic over all groups: a frame's objects cost a few numpy calls, not a
     few dozen each. `extend_toward_camera` (n, 2) bool, per group and per axis of the fit (the first
     axis, then its normal): where the seen extent is shorter than the prior, grow the box from its far
     seen end toward the camera instead of away from it. That is where the hidden part lies when the
-    near end is cut off by the image border, not hidden behind the seen face.
+    near end is cut off by the image border, not hidden behind the seen face. `axes_rad`: the groups'
+    fit_axes_batch, when the caller has it already (the same points fitted again).
     """
     pts = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
     counts = np.asarray(counts, dtype=np.int64)
@@ -178,7 +180,7 @@ def fit_footprints(points_xy: np.ndarray, counts: np.ndarray, camera_xy: Tuple[f
     ray_x, ray_y = centroid[:, 0] - cam_x, centroid[:, 1] - cam_y
     ray_norm = np.maximum(np.hypot(ray_x, ray_y), 1e-9)
     ray_x, ray_y = ray_x / ray_norm, ray_y / ray_norm
-    theta = fit_axes_batch(pts, counts)
+    theta = fit_axes_batch(pts, counts) if axes_rad is None else np.array(axes_rad, dtype=np.float64)
     single = counts < 2  # one point has no orientation: face the camera
     theta[single] = np.arctan2(ray_y[single], ray_x[single])
     # the two axes: u = (cos, sin) and v = (-sin, cos); coordinates of the points along them

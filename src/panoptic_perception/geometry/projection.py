@@ -42,6 +42,7 @@ from panoptic_perception.geometry.ipm import GroundLookup, build_ground_lookup
 from panoptic_perception.geometry.objects import (
     Footprint,
     GroundObject,
+    fit_axes_batch,
     fit_footprints,
     footprints_cells,
     position_covariances,
@@ -53,6 +54,9 @@ CONFIDENCE_KEYS = ("pixel_confidence", "confidence")
 LOOKUP_CACHE_SIZES = 4  # (image size, device) lookup tables kept per camera
 # bits of a segment's code
 _OBSTACLE, _GROUND_BELOW, _THING = 1, 2, 4
+# footprints cut by the image border are also tried grown toward the camera along these axes of
+# their fit (objects.fit_footprints' extend_toward_camera)
+_TOWARD_CAMERA = ((True, False), (False, True), (True, True))
 _REQUIRED_KEYS = ("segment_map", "segment_category", "segment_is_thing", "segment_score", "segment_valid")
 
 
@@ -507,11 +511,21 @@ class GroundProjector:
 
         placed = np.flatnonzero(n_use > 0)  # none: the whole mask is above the horizon
         priors = [self._priors[c] for c in categories[placed].tolist()]
-        footprints = fit_footprints(xy_s[use], n_use[placed], camera_xy, priors)
+        # Things cut by the image border are also fitted grown toward the camera (along one axis, the
+        # other, both; their axes as fitted once); _grow_cut_footprints keeps the best of the four.
         cut = np.flatnonzero(truncated[placed] & contact_visible[placed])
+        points, counts = xy_s[use], n_use[placed]
+        axes = fit_axes_batch(points, counts)
+        footprints = fit_footprints(points, counts, camera_xy, priors, axes_rad=axes)
         if cut.size:
-            footprints = self._grow_cut_footprints(footprints, cut, xy_s[use], n_use[placed], camera_xy, priors,
-                                                   ground_log_odds)
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            take = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in cut.tolist()])
+            variants = len(_TOWARD_CAMERA)
+            regrown = fit_footprints(np.tile(points[take], (variants, 1)), np.tile(counts[cut], variants), camera_xy,
+                                     [priors[k] for k in cut.tolist()] * variants,
+                                     np.concatenate([np.tile(v, (cut.size, 1)) for v in _TOWARD_CAMERA]),
+                                     np.tile(axes[cut], variants))
+            footprints = self._grow_cut_footprints(footprints, cut, regrown, ground_log_odds)
         covariances = position_covariances(
             footprints, camera_xy, float(cam.extrinsics.height_m), float(cam.intrinsics.camera_matrix[1, 1]),
             priors, self._config.uncertainty, contact_visible[placed])
@@ -537,32 +551,24 @@ class GroundProjector:
                 truncated=bool(truncated[k])))
         return self._place_carried(objects, carried, camera_xy, {int(ids[k]) for k in unplaced})
 
-    def _grow_cut_footprints(self, footprints: List[Footprint], cut: np.ndarray, points_xy: np.ndarray,
-                             counts: np.ndarray, camera_xy: Tuple[float, float], priors: List[Any],
+    def _grow_cut_footprints(self, footprints: List[Footprint], cut: np.ndarray, regrown: List[Footprint],
                              ground_log_odds: np.ndarray) -> List[Footprint]:
-        """Footprints of things cut by the image border (indices `cut`), each regrown toward the camera
-        along none, one or both axes, whichever covers the least ground seen free.
+        """Footprints of things cut by the image border (indices `cut`), each replaced by whichever of it
+        and its regrown forms (`regrown`: per _TOWARD_CAMERA variant, one per cut thing) covers the least
+        ground seen free.
 
         The seen contact of a cut thing can end at the border instead of at the thing's end, and
         growing the prior's hidden part away from the camera then lays it over ground the camera sees
         (a car being passed, its back below the image, came out 2-3 m too far ahead). Ties keep the
         usual growth away from the camera.
         """
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        take = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in cut.tolist()])
-        sub_points, sub_counts = points_xy[take], counts[cut]
-        sub_priors = [priors[k] for k in cut.tolist()]
-        candidates = [[footprints[k] for k in cut.tolist()]]
-        for toward in ((True, False), (False, True), (True, True)):
-            candidates.append(fit_footprints(sub_points, sub_counts, camera_xy, sub_priors,
-                                             np.tile(toward, (len(cut), 1))))
-        flat = [f for per_variant in candidates for f in per_variant]
-        cells, owner = footprints_cells(self._geometry, flat)
-        seen_free = np.bincount(owner, weights=np.maximum(-ground_log_odds[cells], 0.0), minlength=len(flat))
-        best = np.argmin(seen_free.reshape(len(candidates), len(cut)), axis=0)  # first of ties: the usual
+        candidates = [footprints[k] for k in cut.tolist()] + list(regrown)
+        cells, owner = footprints_cells(self._geometry, candidates)
+        seen_free = np.bincount(owner, weights=np.maximum(-ground_log_odds[cells], 0.0), minlength=len(candidates))
+        best = np.argmin(seen_free.reshape(-1, cut.size), axis=0)  # first of ties: the usual growth
         out = list(footprints)
         for j, k in enumerate(cut.tolist()):
-            out[k] = candidates[best[j]][j]
+            out[k] = candidates[best[j] * cut.size + j]
         return out
 
     def _place_carried(self, objects: List[GroundObject], carried: Dict[int, int],
