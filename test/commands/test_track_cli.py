@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from repo_paths import FIXTURES
+from repo_paths import FIXTURES, REPO_ROOT
 
 from panoptic_perception import cli
 from panoptic_perception.tracking.kitti_tracking import read_tracking_file, read_velocity_file
@@ -36,10 +36,18 @@ def test_track_truth_then_eval(synthetic_root, tiny_model, tmp_path, capsys):
     assert velocities.num_frames == FRAMES - 2 and velocities.over_ground
     assert labels and {(lb.frame, lb.track_id) for lb in labels} == set(velocities.velocities_mps)
     assert max(lb.frame for lb in labels) < FRAMES - 2
-    # only confirmed tracks are written: none before the hits_to_confirm-th frame
+    # only confirmed tracks are written: exact truth near the camera is sure (confirmed in its first
+    # frame); without sure births, nothing before the hits_to_confirm-th frame
     from panoptic_perception.tracking.config import load_tracker_config
 
-    assert min(lb.frame for lb in labels) >= load_tracker_config().hits_to_confirm - 1
+    assert min(lb.frame for lb in labels) == 0
+    waiting = tmp_path / "waiting.yaml"
+    waiting.write_text("\n".join(line for line in (REPO_ROOT / "config" / "tracker.yaml").read_text().splitlines()
+                                 if not line.startswith("confirm_at_birth")))
+    assert cli.main(["track", "--truth", "--model", str(tiny_model), "--input", str(synthetic_root), "--out",
+                     str(tmp_path / "waited"), "--max-frames", str(FRAMES - 2), "--tracker-config", str(waiting)]) == 0
+    waited = read_tracking_file(tmp_path / "waited" / f"{drive}.txt")
+    assert min(lb.frame for lb in waited) == load_tracker_config(waiting).hits_to_confirm - 1
 
     scores = tmp_path / "scores.json"
     assert cli.main(["eval", "--tracking", "--tracks", str(out), "--data", str(synthetic_root),
@@ -47,8 +55,7 @@ def test_track_truth_then_eval(synthetic_root, tiny_model, tmp_path, capsys):
     report = json.loads(scores.read_text())
     everything = report["all"]
     assert report["drives"][drive]["frames"] == FRAMES - 2
-    # the tracker on exact segments: written tracks sit on truth things (positions and frames right), and
-    # what it misses is mostly the first two frames of each thing (a track is confirmed on its third hit)
+    # the tracker on exact segments: written tracks sit on truth things (positions and frames right)
     assert everything["TP"] > 0 and everything["FP"] <= 0.1 * everything["TP"]
     assert everything["IDSW"] == 0 and everything["MOTA"] > 0.5
 
