@@ -16,6 +16,7 @@ body do not move ground cells. Grids follow nav_msgs/OccupancyGrid (rows along y
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -26,7 +27,6 @@ from panoptic_perception.config import load_dataclass
 from panoptic_perception.errors import InputError
 from panoptic_perception.geometry.grid import (
     CLASS_UNKNOWN,
-    OCCUPANCY_FREE,
     OCCUPANCY_OCCUPIED,
     OCCUPANCY_UNKNOWN,
     GridGeometry,
@@ -163,6 +163,7 @@ def planar_pose(odom_from_vehicle: Any) -> Tuple[float, float, float]:
 
 
 Box = Tuple[int, int, int, int]  # window rows [r0, r1) and columns [c0, c1)
+Footprint = Tuple[Box, np.ndarray, np.ndarray]  # window box, cells under the footprint, under it grown
 
 
 def _shifted(array: np.ndarray, d_cols: int, d_rows: int, fill: Any) -> np.ndarray:
@@ -176,21 +177,97 @@ def _shifted(array: np.ndarray, d_cols: int, d_rows: int, fill: Any) -> np.ndarr
     return out
 
 
-def _polygon_masks(x_m: np.ndarray, y_m: np.ndarray, polygon: np.ndarray, margin_m: float
-                   ) -> Tuple[np.ndarray, np.ndarray]:
-    """Points (x_m [1, w], y_m [h, 1]) inside a convex polygon, and inside it grown by margin_m (edges moved
-    out; corners mitred)."""
-    area2 = np.sum(polygon[:, 0] * np.roll(polygon[:, 1], -1) - np.roll(polygon[:, 0], -1) * polygon[:, 1])
-    if area2 < 0:  # clockwise: the inside is to the right of each edge
-        polygon = polygon[::-1]
-    a = polygon
-    edge = np.roll(polygon, -1, axis=0) - a
-    length = np.hypot(edge[:, 0], edge[:, 1])
-    keep = length != 0.0
-    a, edge, length = a[keep, :, None, None], edge[keep, :, None, None], length[keep, None, None]
-    # signed distance to each edge's line, positive inside: [edges, h, w]
-    distance = (edge[:, 0] * (y_m - a[:, 1]) - edge[:, 1] * (x_m - a[:, 0])) / length
-    return (distance >= 0.0).all(0), (distance >= -margin_m).all(0)
+class _Scratch:
+    """Per-name buffers for the arrays an update needs only while it runs: a fresh array of a few
+    hundred kilobytes costs its page faults again whenever the allocator has handed the memory back."""
+
+    def __init__(self) -> None:
+        self._buffers: dict = {}
+
+    def get(self, name: str, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+        size = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size or buffer.dtype != dtype:
+            buffer = self._buffers[name] = np.empty(max(size, 1), dtype=dtype)
+        return buffer[:size].reshape(shape)
+
+
+class _Pool:
+    """Things handed out in results (arrays, canvases), taken back once nothing but this pool refers to
+    them (the caller dropped the result and every view): results stay safe to keep, and a steady
+    stream of updates does not allocate - a fresh megabyte costs its page faults again whenever the
+    allocator has handed freed memory back to the system."""
+
+    def __init__(self, keep: int) -> None:
+        self._items: List[Any] = [np.empty(0)]
+        # what an item only the pool holds counts, measured as `take` measures (Python versions differ)
+        self._unused = self._references(0)
+        self._items.clear()
+        self._keep = keep
+
+    def _references(self, k: int) -> int:
+        return sys.getrefcount(self._items[k])
+
+    def take(self, fits: Callable[[Any], bool]) -> Any:
+        """An item nothing else refers to that `fits`, or None."""
+        for k in range(len(self._items)):
+            if self._references(k) <= self._unused and fits(self._items[k]):
+                self._items.append(self._items.pop(k))
+                return self._items[-1]
+        return None
+
+    def add(self, item: Any) -> Any:
+        self._items.append(item)
+        if len(self._items) > self._keep:
+            del self._items[0]
+        return item
+
+
+class _Recycler:
+    """Arrays of any shape for results, from buffers in a _Pool."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self._pool = _Pool(keep)
+
+    def get(self, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+        size = math.prod(shape)
+        buffer = self._pool.take(lambda b: b.dtype == dtype and b.size >= size)
+        if buffer is None:
+            buffer = self._pool.add(np.empty(max(size, 1), dtype=dtype))
+        return buffer[:size].reshape(shape)
+
+
+class _Outputs:
+    """The occupancy and class arrays of results, reused once nothing else refers to them. Each pair
+    remembers the box beyond which it holds only unknown (-1 / 255): only that box is filled again."""
+
+    def __init__(self, height: int, width: int, keep: int = 4) -> None:
+        self._shape = (height, width)
+        self._pairs: List[list] = [[np.empty(0), np.empty(0), None]]  # [occupancy, class_grid, written box]
+        self._unused = self._references(0)  # measured as `get` measures
+        self._pairs.clear()
+        self._keep = keep
+
+    def _references(self, k: int) -> int:
+        return max(sys.getrefcount(self._pairs[k][0]), sys.getrefcount(self._pairs[k][1]))
+
+    def get(self) -> list:
+        """[occupancy, class_grid, None], all unknown; put the box written in at [2]."""
+        for k in range(len(self._pairs)):
+            if self._references(k) <= self._unused:
+                pair = self._pairs.pop(k)
+                self._pairs.append(pair)
+                if pair[2] is not None:
+                    r0, r1, c0, c1 = pair[2]
+                    pair[0][r0:r1, c0:c1] = OCCUPANCY_UNKNOWN
+                    pair[1][r0:r1, c0:c1] = CLASS_UNKNOWN
+                    pair[2] = None
+                return pair
+        self._pairs.append([np.full(self._shape, OCCUPANCY_UNKNOWN, dtype=np.int8),
+                            np.full(self._shape, CLASS_UNKNOWN, dtype=np.uint8), None])
+        if len(self._pairs) > self._keep:
+            del self._pairs[0]
+        return self._pairs[-1]
 
 
 class _FrameCanvas:
@@ -210,22 +287,17 @@ class _FrameCanvas:
         self.centre = (slice(self.pad_rows, self.pad_rows + height), slice(self.pad_cols, self.pad_cols + width))
         self.log_odds = np.zeros((self.height, self.width), dtype=np.float32)
         self.class_grid = np.full((self.height, self.width), CLASS_UNKNOWN, dtype=np.uint8)
-        self.occupancy = self.padded_occupancy(None)
+        self.occupancy = np.full((self.height, self.width), OCCUPANCY_UNKNOWN, dtype=np.int8)
 
     def fits(self, geometry: GridGeometry, window_resolution_m: float) -> bool:
         return geometry == self.geometry and window_resolution_m == self.window_resolution_m
 
-    def load(self, frame: GridResult) -> None:
-        # float64 evidence is rounded to float32 as the old where(...).astype(float32) did
-        np.copyto(self.log_odds[self.centre], frame.log_odds, casting="unsafe")
-        np.copyto(self.class_grid[self.centre], frame.class_grid, casting="unsafe")
-        np.copyto(self.occupancy[self.centre], frame.occupancy, casting="unsafe")
-
-    def padded_occupancy(self, occupancy: Optional[np.ndarray]) -> np.ndarray:
-        out = np.full((self.height, self.width), OCCUPANCY_UNKNOWN, dtype=np.int8)
-        if occupancy is not None:
-            np.copyto(out[self.centre], occupancy, casting="unsafe")
-        return out
+    def load(self, log_odds: np.ndarray, class_grid: Optional[np.ndarray], occupancy: np.ndarray) -> None:
+        # float64 evidence is rounded to float32 as where(...).astype(float32) did
+        np.copyto(self.log_odds[self.centre], log_odds, casting="unsafe")
+        if class_grid is not None:
+            np.copyto(self.class_grid[self.centre], class_grid, casting="unsafe")
+        np.copyto(self.occupancy[self.centre], occupancy, casting="unsafe")
 
 
 class _FrameSample:
@@ -237,79 +309,160 @@ class _FrameSample:
         self.rows, self.cols = rows, cols
         self.flat, self.row_index, self.col_index = flat, row_index, col_index
         self.slices: Optional[Tuple[slice, slice]] = None
-        if flat is None:
-            r, c = row_index, col_index
-            if (r[-1] - r[0] == len(r) - 1 and c[-1] - c[0] == len(c) - 1 and (np.diff(r) == 1).all()
-                    and (np.diff(c) == 1).all()):
-                self.slices = slice(int(r[0]), int(r[-1]) + 1), slice(int(c[0]), int(c[-1]) + 1)
+        if flat is None:  # runs of consecutive cells (the usual case) are slices of the canvas
+            r0, r1, c0, c1 = int(row_index[0]), int(row_index[-1]), int(col_index[0]), int(col_index[-1])
+            if (r1 - r0 == len(row_index) - 1 and c1 - c0 == len(col_index) - 1
+                    and np.array_equal(row_index, np.arange(r0, r1 + 1))
+                    and np.array_equal(col_index, np.arange(c0, c1 + 1))):
+                self.slices = slice(r0, r1 + 1), slice(c0, c1 + 1)
 
-    def take(self, canvas: np.ndarray) -> np.ndarray:
-        """The canvas' values on the region (a view of the canvas when the indices are runs)."""
+    def take(self, canvas: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """The canvas' values on the region, in `out` if given (else a view of the canvas when the indices
+        are runs)."""
         if self.flat is not None:
-            return np.take(canvas, self.flat)
+            # 'clip' only so that `out` is written directly: every index is inside the canvas
+            return np.take(canvas, self.flat, out=out, mode="clip")
         if self.slices is not None:
-            return canvas[self.slices]
+            if out is None:
+                return canvas[self.slices]
+            np.copyto(out, canvas[self.slices])
+            return out
         return np.take(np.take(canvas, self.row_index, axis=0), self.col_index, axis=1)
 
     def take_box(self, canvas: np.ndarray, box: Box, fill: Any) -> np.ndarray:
         """The canvas' values on a window box; fill where the box leaves the region."""
         r0, r1, c0, c1 = box
-        out = np.full((r1 - r0, c1 - c0), fill, dtype=canvas.dtype)
         i0, i1 = max(r0, self.rows.start), min(r1, self.rows.stop)
         j0, j1 = max(c0, self.cols.start), min(c1, self.cols.stop)
-        if i0 >= i1 or j0 >= j1:
-            return out
         si, sj = slice(i0 - self.rows.start, i1 - self.rows.start), slice(j0 - self.cols.start, j1 - self.cols.start)
+        if i0 >= i1 or j0 >= j1:
+            return np.full((r1 - r0, c1 - c0), fill, dtype=canvas.dtype)
         if self.flat is not None:
             values = np.take(canvas, self.flat[si, sj])
+        elif self.slices is not None:
+            rows, cols = self.slices
+            values = canvas[rows.start + si.start:rows.start + si.stop, cols.start + sj.start:cols.start + sj.stop]
         else:
             values = np.take(np.take(canvas, self.row_index[si], axis=0), self.col_index[sj], axis=1)
+        if (i0, i1, j0, j1) == box:  # the footprint lies in the frame's region, as a moving thing seen now does
+            return values
+        out = np.full((r1 - r0, c1 - c0), fill, dtype=canvas.dtype)
         out[i0 - r0:i1 - r0, j0 - c0:j1 - c0] = values
         return out
 
 
-def _near_multiples(p: np.ndarray, q: np.ndarray, bits: int, slack: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(i, j) of the sums q[i] + p[j] of integers that lie within `slack` of a multiple of 2**bits.
+def _near_multiples(p: np.ndarray, q: np.ndarray, bits: int, slack: int) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Per row k of p [n, w] and q [n, h]: (i, j) of the integer sums q[k, i] + p[k, j] that lie within
+    `slack` of a multiple of 2**bits.
 
-    Sorting p by its remainder makes this a pair of binary searches per i instead of a pass over all
-    len(q) * len(p) sums: the cells are few (a fraction ~ 4 * slack / 2**bits)."""
-    one = 1 << bits
-    p_rem = p.astype(np.int64) & (one - 1)
-    order = np.argsort(p_rem, kind="stable")
-    doubled = np.concatenate([p_rem[order], p_rem[order] + one])  # remainders wrap around
-    start = (-q.astype(np.int64) - slack) & (one - 1)
-    lo = np.searchsorted(doubled, start, "left")
-    hi = np.searchsorted(doubled, start + 2 * slack, "right")
+    Sorting p by its remainder makes this two binary searches per i instead of a pass over all h * w
+    sums: the cells are few (a fraction ~ 4 * slack / 2**bits)."""
+    one, n, w = 1 << bits, len(p), p.shape[1]
+    remainder = p.astype(np.int64) & (one - 1)
+    order = np.argsort(remainder, axis=1, kind="stable")
+    ordered = np.take_along_axis(remainder, order, 1)
+    # every row's remainders twice (they wrap around), rows kept apart by 4 * one: one sorted array
+    apart = (4 * one) * np.arange(n)[:, None]
+    ordered = (np.concatenate([ordered, ordered + one], axis=1) + apart).ravel()
+    start = (((-slack - q.astype(np.int64)) & (one - 1)) + apart).ravel()
+    lo = np.searchsorted(ordered, start, "left")
+    hi = np.searchsorted(ordered, start + 2 * slack, "right")
     hits = np.flatnonzero(hi > lo)
-    if hits.size == 0:
-        empty = np.zeros(0, dtype=np.intp)
-        return empty, empty
-    i = np.repeat(hits, (hi - lo)[hits])
-    j = np.concatenate([order[np.arange(lo[k], hi[k]) % len(p)] for k in hits])
-    return i, j
+    out = [(np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)) for _ in range(n)]
+    h = q.shape[1]
+    for k in range(n):
+        mine = hits[(hits >= k * h) & (hits < (k + 1) * h)]
+        if mine.size:
+            i = np.repeat(mine - k * h, (hi - lo)[mine])
+            j = np.concatenate([order[k, (np.arange(lo[m], hi[m]) - 2 * w * k) % w] for m in mine])
+            out[k] = (i, j)
+    return out
+
+
+def _sample(geometry: GridGeometry, canvas: _FrameCanvas, origin_cell: Tuple[int, int], res: float, yaw: float,
+            tx: float, ty: float, rows: slice, cols: slice, scratch: Optional[_Scratch] = None) -> _FrameSample:
+    """The frame cell under each window cell centre of the region, as the per-cell float64 arithmetic
+    of `exact` (odom centre -> vehicle frame -> floor of the frame's cell coordinate) picks it."""
+    f_res = geometry.resolution_m
+    # odom centres of the window cells the frame can reach, from lattice indices (the same
+    # values whatever the window's position), then into the vehicle frame
+    dx = (origin_cell[0] + np.arange(cols.start, cols.stop) + 0.5) * res - tx
+    dy = (origin_cell[1] + np.arange(rows.start, rows.stop) + 0.5) * res - ty
+    c, s = math.cos(yaw), math.sin(yaw)
+    ox, oy = geometry.origin_x_m, geometry.origin_y_m
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    if s == 0.0:
+        # s * dy and -s * dx are +-0: a column's cells share the frame column, a row's the frame row
+        col = np.floor((c * dx + s * dy[0] - ox) / f_res).astype(np.intp) + canvas.pad_cols
+        row = np.floor((-s * dx[0] + c * dy - oy) / f_res).astype(np.intp) + canvas.pad_rows
+        return _FrameSample(rows, cols, row_index=row, col_index=col)
+    # vehicle x = cx[j] + sx[i], y = cy[j] + sy[i]: each a sum of a column term and a row term
+    along_cols = np.array([[c], [-s]]) * dx  # cx; cy
+    along_rows = np.array([[s], [c]]) * dy  # sx; sy
+    pad = np.array([[canvas.pad_cols], [canvas.pad_rows]])
+
+    def exact(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Flat canvas index of cells (i, j) of the region: the reference arithmetic."""
+        col = np.floor(((along_cols[0, j] + along_rows[0, i]) - ox) / f_res).astype(np.intp) + canvas.pad_cols
+        row = np.floor(((along_cols[1, j] + along_rows[1, i]) - oy) / f_res).astype(np.intp) + canvas.pad_rows
+        return row * canvas.width + col
+
+    # Fixed point: the canvas column is floor(p[0, j] + q[0, i]), the row floor(p[1, j] + q[1, i]). In
+    # integers of 2**-bits, (p_fix + q_fix) >> bits is that floor except where the sum lies within
+    # rounding (one unit; the float error is far below it) of a whole cell: those few cells get the
+    # reference arithmetic.
+    p = (along_cols - np.array([[ox], [oy]])) / f_res + pad
+    q = along_rows / f_res
+    ends = np.abs(p[:, [0, -1]]).max(1) + np.abs(q[:, [0, -1]]).max(1)  # p and q are linear: ends bound them
+    bits = min(20, 30 - int(float(ends.max()) + 2).bit_length())  # sums and terms stay within int32
+    if bits < 10:  # a frame of thousands of cells: every cell by the reference arithmetic
+        i, j = np.indices((h, w)).reshape(2, -1)
+        return _FrameSample(rows, cols, flat=exact(i, j).reshape(h, w))
+    scratch = scratch if scratch is not None else _Scratch()
+    scale = float(1 << bits)
+    p_fix = np.rint(p * scale).astype(np.int32)
+    q_fix = np.rint(q * scale).astype(np.int32)
+    col_sum = np.add(p_fix[0][None, :], q_fix[0][:, None], out=scratch.get("col", (h, w), np.int32))
+    row_sum = np.add(p_fix[1][None, :], q_fix[1][:, None], out=scratch.get("row", (h, w), np.int32))
+    np.right_shift(col_sum, bits, out=col_sum)
+    np.right_shift(row_sum, bits, out=row_sum)
+    flat = np.multiply(row_sum, canvas.width, out=scratch.get("flat", (h, w), np.intp))
+    flat += col_sum
+    (i_c, j_c), (i_r, j_r) = _near_multiples(p_fix, q_fix, bits, slack=2)
+    if i_c.size or i_r.size:
+        i, j = np.concatenate([i_c, i_r]), np.concatenate([j_c, j_r])
+        flat[i, j] = exact(i, j)
+    return _FrameSample(rows, cols, flat=flat)
 
 
 class FusedGrid:
     """Accumulates per-frame grids into a static odom-frame layer; one instance per odom frame.
 
     Only a box of the window is worked on per frame: the static layer is exactly 0 outside the box
-    `_active` (every frame's region is added to it; it shrinks now and then to the cells that are
-    not 0 yet: evidence decays to exactly 0 within max(|min_log_odds|, max_log_odds) / decay_per_s).
-    The results are the same, cell for cell, as fusing the whole window every frame.
+    `_box` (it grows to hold every frame's region, and shrinks every SHRINK_EVERY updates to the
+    cells that are not 0 yet: evidence decays to exactly 0 within max(|min_log_odds|, max_log_odds)
+    / decay_per_s). The box's log-odds are one contiguous array (numpy's fast loops need that; on a
+    box cut out of the window they run 4-5 times slower), a new one each update, so that a result
+    can keep the previous one instead of a copy. The results are the same, cell for cell, as fusing
+    the whole window every frame.
     """
 
-    SHRINK_EVERY = 10  # updates between recomputing the active box from its non-zero cells
+    SHRINK_EVERY = 10  # updates between cutting the box down to its non-zero cells
+    GROW_CELLS = 32  # a box side the frame passes moves this much farther: fewer re-layouts while driving
 
     def __init__(self, config: Optional[FusedGridConfig] = None) -> None:
         self._config = config if config is not None else FusedGridConfig()
         self._width, self._height = self._config.window_cells()
-        self._log_odds = np.zeros((self._height, self._width), dtype=np.float32)
+        self._box: Optional[Box] = None  # the static layer is 0 outside it
+        self._log_odds: Optional[np.ndarray] = None  # float32 [box rows, box cols]: the static layer on the box
         self._class = np.full((self._height, self._width), CLASS_UNKNOWN, dtype=np.uint8)
         self._origin_cell: Optional[Tuple[int, int]] = None  # odom lattice index of cell (0, 0): (x, y)
         self._stamp_ns: Optional[int] = None
-        self._active: Optional[Box] = None  # the static layer is 0 outside it
         self._updates = 0
-        self._canvas: Optional[_FrameCanvas] = None
+        self._canvases = _Pool(keep=4)
+        self._scratch = _Scratch()
+        self._recycler = _Recycler()
+        self._outputs_pool = _Outputs(self._height, self._width)
 
     @property
     def config(self) -> FusedGridConfig:
@@ -325,10 +478,7 @@ class FusedGrid:
 
     def reset(self) -> None:
         """Forget everything (a new drive, or odom restarted)."""
-        if self._active is not None:
-            r0, r1, c0, c1 = self._active
-            self._log_odds[r0:r1, c0:c1] = 0.0
-        self._active = None
+        self._box = self._log_odds = None
         self._class.fill(CLASS_UNKNOWN)
         self._origin_cell = None
         self._stamp_ns = None
@@ -350,65 +500,154 @@ class FusedGrid:
         dt_s = 0.0 if self._stamp_ns is None else (stamp_ns - self._stamp_ns) * 1e-9
         self._stamp_ns = stamp_ns
         self._follow(tx, ty)
-        self._decay(dt_s)
 
-        cfg = self._config
         footprints = self._moving_masks(polygons, yaw, tx, ty)
         region = self._frame_region(frame.geometry, yaw, tx, ty)
-        sample = ev = None
+        self._decay(np.float32(self._config.decay_per_s * dt_s), region)
+        sample, canvas, kept_frame = None, None, None
         if region is not None:
-            rows, cols = region
-            self._active = _union(self._active, (rows.start, rows.stop, cols.start, cols.stop))
-            if self._canvas is None or not self._canvas.fits(frame.geometry, cfg.resolution_m):
-                self._canvas = _FrameCanvas(frame.geometry, cfg.resolution_m)
-            canvas = self._canvas
-            canvas.load(frame)
-            sample = self._sample(frame.geometry, canvas, yaw, tx, ty, rows, cols)
-            ev = sample.take(canvas.log_odds)
-            classes = sample.take(canvas.class_grid)
-            window = self._log_odds[rows, cols]  # a view: updated in place
-            # moving things add nothing: their cells keep what they held (decayed), as before the frame
-            held = []
-            known = classes != CLASS_UNKNOWN
-            for box, _, grown in footprints:
-                part = _within(box, (rows.start, rows.stop, cols.start, cols.stop))
-                if part is not None:
-                    in_box, in_region = part
-                    held.append((in_region, self._log_odds[in_region[0], in_region[1]].copy(), grown[in_box]))
-                    known[in_region[0].start - rows.start:in_region[0].stop - rows.start,
-                          in_region[1].start - cols.start:in_region[1].stop - cols.start] &= ~grown[in_box]
-            if cfg.evidence_weight == 1.0:  # x * 1 is x: skip the pass
-                window += ev
-            else:
-                window += ev * np.float32(cfg.evidence_weight)
-            np.clip(window, cfg.min_log_odds, cfg.max_log_odds, out=window)
-            for (r, c), values, grown in held:
-                np.copyto(self._log_odds[r, c], values, where=grown)
-            np.copyto(self._class[rows, cols], classes, where=known)
-            if sample.flat is None:  # ev is a view of the canvas, which the next frame overwrites
-                ev = ev.copy()
+            sample, canvas = self._add_frame(frame, region, footprints, yaw, tx, ty)
+            # the frame_* layers are resampled from the canvas if they are read: it stays the result's
+            kept_frame = (frame.geometry, self._config.resolution_m, self._origin_cell, yaw, tx, ty, region, canvas)
+        outputs = self._outputs_pool.get()
+        occupancy, class_grid = outputs[0], outputs[1]
+        written = self._outputs(occupancy, class_grid)
+        if footprints:
+            self._show_moving(occupancy, class_grid, footprints, sample, canvas)
+            for box, _, _ in footprints:
+                written = _union(written, box)
+        outputs[2] = written
+        kept = None if self._box is None else (self._box, self._log_odds)  # the next update writes a new array
+        self._updates += 1
+        if self._updates % self.SHRINK_EVERY == 0:
+            self._shrink()
+        shape = (self._height, self._width)
+        frame_layers = _lazy_frame_layers(shape, kept_frame)
+        return FusedGridResult(occupancy, class_grid, _lazy_log_odds(shape, kept), self.geometry,
+                               lambda: frame_layers()[1], lambda: frame_layers()[0],
+                               _lazy_moving(shape, footprints), stamp_ns, went_back)
 
-        occupancy = np.full(self._log_odds.shape, OCCUPANCY_UNKNOWN, dtype=np.int8)
-        class_grid = np.full(self._log_odds.shape, CLASS_UNKNOWN, dtype=np.uint8)
-        kept = None
-        if self._active is not None:
-            r0, r1, c0, c1 = self._active
-            log_odds = self._log_odds[r0:r1, c0:c1]
-            free = log_odds <= cfg.free_threshold
-            occupied = log_odds >= cfg.occupied_threshold
-            part = occupancy[r0:r1, c0:c1]
-            part[free] = OCCUPANCY_FREE
-            part[occupied] = OCCUPANCY_OCCUPIED
-            np.copyto(class_grid[r0:r1, c0:c1], self._class[r0:r1, c0:c1], where=free | occupied)
-            kept = (self._active, log_odds.copy())
-        # Under moving things the static layer holds what was there before they came (road seen
-        # free a moment ago): the current frame decides where it sees the cell, and a moving
-        # thing's own footprint is occupied where it does not.
+    def _decay(self, step: np.float32, region: Optional[Tuple[slice, slice]]) -> None:
+        """The box's log-odds moved towards 0 by `step` into a new array, the box grown to hold the region."""
+        box = target = self._box
+        if region is not None:
+            need = (region[0].start, region[0].stop, region[1].start, region[1].stop)
+            if box is None:
+                target = need
+            elif not (box[0] <= need[0] and need[1] <= box[1] and box[2] <= need[2] and need[3] <= box[3]):
+                grow = self.GROW_CELLS
+                target = (min(box[0], need[0] - grow) if need[0] < box[0] else box[0],
+                          max(box[1], need[1] + grow) if need[1] > box[1] else box[1],
+                          min(box[2], need[2] - grow) if need[2] < box[2] else box[2],
+                          max(box[3], need[3] + grow) if need[3] > box[3] else box[3])
+                target = _clipped(target, self._height, self._width)
+        if target is None:
+            return
+        new = self._recycler.get((target[1] - target[0], target[3] - target[2]), np.float32)
+        if box is None:
+            new.fill(0.0)
+        else:
+            out = new
+            if target != box:
+                new.fill(0.0)
+                out = new[box[0] - target[0]:box[1] - target[0], box[2] - target[2]:box[3] - target[2]]
+            if step > 0:
+                # towards 0 by `step`, never past it: L - min(max(L, -step), step) is exactly the old
+                # max(L - step, 0) + min(L + step, 0) (one of the two terms is 0; x - (-y) is x + y)
+                towards = np.minimum(self._log_odds, step, out=self._scratch.get("towards", self._log_odds.shape,
+                                                                                  np.float32))
+                np.maximum(towards, -step, out=towards)
+                np.subtract(self._log_odds, towards, out=out)
+            else:
+                np.copyto(out, self._log_odds)
+        self._box, self._log_odds = target, new
+
+    def _add_frame(self, frame: GridResult, region: Tuple[slice, slice], footprints: List[Footprint], yaw: float,
+                   tx: float, ty: float) -> Tuple[_FrameSample, _FrameCanvas]:
+        """The frame's evidence and classes into the static layer over its region, but under moving things."""
+        cfg, scratch = self._config, self._scratch
+        rows, cols = region
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        canvas = self._canvases.take(lambda c: c.fits(frame.geometry, cfg.resolution_m))
+        if canvas is None:
+            canvas = self._canvases.add(_FrameCanvas(frame.geometry, cfg.resolution_m))
+        canvas.load(frame.log_odds, frame.class_grid, frame.occupancy)
+        sample = _sample(frame.geometry, canvas, self._origin_cell, cfg.resolution_m, yaw, tx, ty, rows, cols,
+                         scratch)
+        evidence = sample.take(canvas.log_odds, scratch.get("evidence", (h, w), np.float32))
+        classes = sample.take(canvas.class_grid, scratch.get("classes", (h, w), np.uint8))
+        # the region's log-odds and classes in contiguous copies: numpy's loops are several times faster there
+        r0, c0 = self._box[0], self._box[2]
+        target = self._log_odds[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0]
+        window = scratch.get("window", (h, w), np.float32)
+        window_class = scratch.get("window_class", (h, w), np.uint8)
+        np.copyto(window, target)
+        np.copyto(window_class, self._class[rows, cols])
+        # moving things add nothing: their cells keep what they held (decayed), as before the frame
+        held = []
+        for box, _, grown in footprints:
+            part = _within(box, (rows.start, rows.stop, cols.start, cols.stop))
+            if part is not None:
+                in_box, (r, c) = part
+                r = slice(r.start - rows.start, r.stop - rows.start)
+                c = slice(c.start - cols.start, c.stop - cols.start)
+                held.append((r, c, window[r, c].copy(), window_class[r, c].copy(), grown[in_box]))
+        if cfg.evidence_weight != 1.0:  # x * 1 is x: no pass for the default
+            evidence = np.multiply(evidence, np.float32(cfg.evidence_weight),
+                                   out=scratch.get("weighted", (h, w), np.float32))
+        window += evidence
+        # clip(x, lo, hi) is max(min(x, hi), lo) for numbers; min and max take half clip's time
+        np.minimum(window, np.float32(cfg.max_log_odds), out=window)
+        np.maximum(window, np.float32(cfg.min_log_odds), out=window)
+        # the class where the frame knows it, else the old one, without a branch per cell: with
+        # m = 255 where known and 0 where not, min(class, old | m) is class (known) or old (class is 255)
+        m = np.not_equal(classes, CLASS_UNKNOWN, out=scratch.get("known", (h, w), bool)).view(np.uint8)
+        m = np.negative(m, out=scratch.get("known255", (h, w), np.uint8))
+        np.bitwise_or(window_class, m, out=m)
+        np.minimum(classes, m, out=window_class)
+        for r, c, log_odds, class_grid, grown in held:
+            np.copyto(window[r, c], log_odds, where=grown)
+            np.copyto(window_class[r, c], class_grid, where=grown)
+        np.copyto(target, window)
+        np.copyto(self._class[rows, cols], window_class)
+        return sample, canvas
+
+    def _outputs(self, occupancy: np.ndarray, class_grid: np.ndarray) -> Optional[Box]:
+        """Occupancy and class of the static layer into all-unknown arrays (it is unknown outside the box);
+        the box written."""
+        cfg, scratch = self._config, self._scratch
+        if self._box is None:
+            return None
+        r0, r1, c0, c1 = self._box
+        log_odds = self._log_odds
+        free = np.less_equal(log_odds, cfg.free_threshold, out=scratch.get("free", log_odds.shape, bool))
+        occupied = np.greater_equal(log_odds, cfg.occupied_threshold,
+                                    out=scratch.get("occupied", log_odds.shape, bool))
+        # -1 + free + 101 * occupied (never both: 0 free, 100 occupied), in int8 without a branch per cell
+        part = scratch.get("occupancy", log_odds.shape, np.int8)
+        np.multiply(occupied.view(np.int8), np.int8(OCCUPANCY_OCCUPIED - OCCUPANCY_UNKNOWN), out=part)
+        np.add(part, free.view(np.int8), out=part)
+        np.add(part, np.int8(OCCUPANCY_UNKNOWN), out=part)
+        np.copyto(occupancy[r0:r1, c0:c1], part)
+        # the class where known, else 255: class | (255 where unknown)
+        unknown = np.equal(part, OCCUPANCY_UNKNOWN, out=free).view(np.uint8)
+        np.negative(unknown, out=unknown)
+        classes = scratch.get("class", log_odds.shape, np.uint8)
+        np.copyto(classes, self._class[r0:r1, c0:c1])
+        np.bitwise_or(classes, unknown, out=classes)
+        np.copyto(class_grid[r0:r1, c0:c1], classes)
+        return self._box
+
+    def _show_moving(self, occupancy: np.ndarray, class_grid: np.ndarray, footprints: List[Footprint],
+                     sample: Optional[_FrameSample], canvas: Optional[_FrameCanvas]) -> None:
+        """Under moving things the static layer holds what was there before they came (road seen free a
+        moment ago): the current frame decides where it sees the cell, and a moving thing's own footprint
+        is occupied where it does not."""
         for box, inside, grown in footprints:
             r0, r1, c0, c1 = box
             if sample is not None:
-                frame_occupancy = sample.take_box(self._canvas.occupancy, box, OCCUPANCY_UNKNOWN)
-                frame_class = sample.take_box(self._canvas.class_grid, box, CLASS_UNKNOWN)
+                frame_occupancy = sample.take_box(canvas.occupancy, box, OCCUPANCY_UNKNOWN)
+                frame_class = sample.take_box(canvas.class_grid, box, CLASS_UNKNOWN)
             else:
                 frame_occupancy = np.full(inside.shape, OCCUPANCY_UNKNOWN, dtype=np.int8)
                 frame_class = np.full(inside.shape, CLASS_UNKNOWN, dtype=np.uint8)
@@ -418,16 +657,6 @@ class FusedGrid:
             class_grid[r0:r1, c0:c1][now] = frame_class[now]
             occupancy[r0:r1, c0:c1][unseen_thing] = OCCUPANCY_OCCUPIED
             class_grid[r0:r1, c0:c1][unseen_thing] = CLASS_UNKNOWN
-
-        self._updates += 1
-        if self._updates % self.SHRINK_EVERY == 0:
-            self._shrink()
-        shape = self._log_odds.shape
-        frame_occupancy_lazy = _lazy_frame_occupancy(shape, sample, self._canvas, frame.occupancy.copy()
-                                                     if sample is not None else None)
-        return FusedGridResult(occupancy, class_grid, _lazy_log_odds(shape, kept), self.geometry,
-                               frame_occupancy_lazy, _lazy_frame_log_odds(shape, sample, ev),
-                               _lazy_moving(shape, footprints), stamp_ns, went_back)
 
     # -- window --------------------------------------------------------------------------------
 
@@ -444,51 +673,43 @@ class FusedGrid:
         if abs(x_m - centre_x) <= limit and abs(y_m - centre_y) <= limit:
             return
         d_cols, d_rows = target[0] - self._origin_cell[0], target[1] - self._origin_cell[1]
-        if self._active is not None:  # only the active box holds evidence: move that
-            r0, r1, c0, c1 = self._active
-            values = self._log_odds[r0:r1, c0:c1].copy()
-            self._log_odds[r0:r1, c0:c1] = 0.0
-            self._active = _clipped((r0 - d_rows, r1 - d_rows, c0 - d_cols, c1 - d_cols), self._height,
-                                    self._width)
-            if self._active is not None:
-                n0, n1, m0, m1 = self._active
-                self._log_odds[n0:n1, m0:m1] = values[n0 - (r0 - d_rows):n1 - (r0 - d_rows),
-                                                      m0 - (c0 - d_cols):m1 - (c0 - d_cols)]
+        if self._box is not None:  # the box's evidence stays where it is in the odom frame: the box moves
+            r0, r1, c0, c1 = moved = (self._box[0] - d_rows, self._box[1] - d_rows,
+                                      self._box[2] - d_cols, self._box[3] - d_cols)
+            self._box = _clipped(moved, self._height, self._width)
+            if self._box is None:
+                self._log_odds = None
+            elif self._box != moved:
+                n0, n1, m0, m1 = self._box
+                self._log_odds = self._log_odds[n0 - r0:n1 - r0, m0 - c0:m1 - c0].copy()
         self._class = _shifted(self._class, d_cols, d_rows, CLASS_UNKNOWN)
         self._origin_cell = target
 
-    def _decay(self, dt_s: float) -> None:
-        step = np.float32(self._config.decay_per_s * dt_s)
-        if step > 0 and self._active is not None:
-            r0, r1, c0, c1 = self._active
-            log_odds = self._log_odds[r0:r1, c0:c1]
-            # towards 0 by `step`, never past it: L - min(max(L, -step), step) is exactly the old
-            # max(L - step, 0) + min(L + step, 0) (one of the two terms is 0; x - (-y) is x + y)
-            towards = np.minimum(log_odds, step)
-            np.maximum(towards, -step, out=towards)
-            log_odds -= towards
-
     def _shrink(self) -> None:
-        """Cut the active box down to its cells that are not 0."""
-        if self._active is None:
+        """Cut the box down to its cells that are not 0."""
+        if self._box is None:
             return
-        r0, r1, c0, c1 = self._active
-        nonzero = self._log_odds[r0:r1, c0:c1] != 0
+        nonzero = np.not_equal(self._log_odds, 0, out=self._scratch.get("free", self._log_odds.shape, bool))
         rows, cols = np.flatnonzero(nonzero.any(1)), np.flatnonzero(nonzero.any(0))
         if rows.size == 0:
-            self._active = None
-        else:
-            self._active = (r0 + int(rows[0]), r0 + int(rows[-1]) + 1, c0 + int(cols[0]), c0 + int(cols[-1]) + 1)
+            self._box = self._log_odds = None
+            return
+        r0, c0 = self._box[0], self._box[2]
+        box = (r0 + int(rows[0]), r0 + int(rows[-1]) + 1, c0 + int(cols[0]), c0 + int(cols[-1]) + 1)
+        if box != self._box:
+            self._log_odds = self._log_odds[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].copy()
+            self._box = box
 
     def _frame_region(self, geometry: GridGeometry, yaw: float, tx: float, ty: float
                       ) -> Optional[Tuple[slice, slice]]:
         """Window rows and columns the frame grid can reach at this pose (its rotated bounding box)."""
         x0, y0 = geometry.origin_x_m, geometry.origin_y_m
         x1, y1 = x0 + geometry.width * geometry.resolution_m, y0 + geometry.height * geometry.resolution_m
-        corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
         c, s = math.cos(yaw), math.sin(yaw)
-        ox, oy = tx + c * corners[:, 0] - s * corners[:, 1], ty + s * corners[:, 0] + c * corners[:, 1]
-        return self._cells_of_box(ox.min(), ox.max(), oy.min(), oy.max())
+        corners = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+        ox = [tx + c * x - s * y for x, y in corners]
+        oy = [ty + s * x + c * y for x, y in corners]
+        return self._cells_of_box(min(ox), max(ox), min(oy), max(oy))
 
     def _cells_of_box(self, x_min: float, x_max: float, y_min: float, y_max: float
                       ) -> Optional[Tuple[slice, slice]]:
@@ -501,81 +722,50 @@ class FusedGrid:
             return None
         return slice(r0, r1), slice(c0, c1)
 
-    def _sample(self, geometry: GridGeometry, canvas: _FrameCanvas, yaw: float, tx: float, ty: float,
-                rows: slice, cols: slice) -> _FrameSample:
-        """The frame cell under each window cell centre of the region, as the per-cell float64 arithmetic
-        below (odom centre -> vehicle frame -> floor of the frame's cell coordinate) picks it."""
-        res, f_res = self._config.resolution_m, geometry.resolution_m
-        # odom centres of the window cells the frame can reach, from lattice indices (the same
-        # values whatever the window's position), then into the vehicle frame
-        dx = (self._origin_cell[0] + np.arange(cols.start, cols.stop) + 0.5) * res - tx
-        dy = (self._origin_cell[1] + np.arange(rows.start, rows.stop) + 0.5) * res - ty
-        c, s = math.cos(yaw), math.sin(yaw)
-        # vehicle x = cx[j] + sx[i], y = cy[j] + sy[i]: each a sum of a column term and a row term
-        cx, sx, cy, sy = c * dx, s * dy, -s * dx, c * dy
-        ox, oy = geometry.origin_x_m, geometry.origin_y_m
-        pad_r, pad_c = canvas.pad_rows, canvas.pad_cols
+    def _moving_masks(self, polygons: Sequence[np.ndarray], yaw: float, tx: float, ty: float) -> List[Footprint]:
+        """Per footprint: its window box (its bounding box grown by moving_margin_m), the cells under it,
+        and under it grown by moving_margin_m (edges moved out; corners mitred, cut by the box).
 
-        def exact(i: np.ndarray, j: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-            """Canvas row and column of cells (i, j) of the region: the reference arithmetic."""
-            col = np.floor(((cx[j] + sx[i]) - ox) / f_res).astype(np.intp) + pad_c
-            row = np.floor(((cy[j] + sy[i]) - oy) / f_res).astype(np.intp) + pad_r
-            return row, col
-
-        h, w = rows.stop - rows.start, cols.stop - cols.start
-        if s == 0.0:
-            # s * dy is +-0 and c * dy's partner -s * dx too: a row's cells share the frame row,
-            # a column's the frame column
-            return _FrameSample(rows, cols, row_index=exact(np.arange(h), np.zeros(h, dtype=np.intp))[0],
-                                col_index=exact(np.zeros(w, dtype=np.intp), np.arange(w))[1])
-        # Fixed point: the canvas column is floor(pc[j] + qc[i]) with pc, qc the two terms over the
-        # resolution. In integers of 2**-bits, (pc_fix[j] + qc_fix[i]) >> bits is that floor except where
-        # the sum lies within rounding (one unit; the float error is far below it) of a whole cell:
-        # those few cells get the reference arithmetic.
-        pc, qc = (cx - ox) / f_res + pad_c, sx / f_res
-        pr, qr = (cy - oy) / f_res + pad_r, sy / f_res
-        magnitude = max(np.abs(pc).max() + np.abs(qc).max(), np.abs(pr).max() + np.abs(qr).max())
-        bits = min(20, 30 - int(magnitude + 2).bit_length())  # sums and terms stay within int32
-        slack = 2
-        if bits < 10:  # a frame of thousands of cells: every cell by the reference arithmetic
-            i, j = np.indices((h, w)).reshape(2, -1)
-            row, col = exact(i, j)
-            return _FrameSample(rows, cols, flat=(row * canvas.width + col).reshape(h, w))
-        scale = float(1 << bits)
-        fixed = [np.rint(term * scale).astype(np.int32) for term in (pc, qc, pr, qr)]
-        col_sum = np.add(fixed[0][None, :], fixed[1][:, None])
-        flat = np.add(fixed[2][None, :], fixed[3][:, None])
-        np.right_shift(col_sum, bits, out=col_sum)
-        np.right_shift(flat, bits, out=flat)
-        flat *= canvas.width
-        flat += col_sum
-        flat = flat.astype(np.intp)
-        i_c, j_c = _near_multiples(fixed[0], fixed[1], bits, slack)
-        i_r, j_r = _near_multiples(fixed[2], fixed[3], bits, slack)
-        if i_c.size or i_r.size:
-            i, j = np.concatenate([i_c, i_r]), np.concatenate([j_c, j_r])
-            row, col = exact(i, j)
-            flat[i, j] = row * canvas.width + col
-        return _FrameSample(rows, cols, flat=flat)
-
-    def _moving_masks(self, polygons: Sequence[np.ndarray], yaw: float, tx: float, ty: float
-                      ) -> List[Tuple[Box, np.ndarray, np.ndarray]]:
-        """Per footprint: its window box, the cells under it, and under it grown by moving_margin_m."""
-        out = []
+        Corners and boxes in Python floats (the same float64 operations as arrays, without a numpy call
+        each), then all footprints with the same number of corners at once, on boxes of the largest size."""
         margin, res = self._config.moving_margin_m, self._config.resolution_m
         c, s = math.cos(yaw), math.sin(yaw)
+        groups: dict = {}
         for polygon in polygons:
-            odom = np.stack([tx + c * polygon[:, 0] - s * polygon[:, 1],
-                             ty + s * polygon[:, 0] + c * polygon[:, 1]], 1)
-            lo, hi = odom.min(0) - margin, odom.max(0) + margin
-            box = self._cells_of_box(lo[0], hi[0], lo[1], hi[1])
-            if box is None:
-                continue
-            rows, cols = box
-            x = (self._origin_cell[0] + np.arange(cols.start, cols.stop) + 0.5)[None, :] * res
-            y = (self._origin_cell[1] + np.arange(rows.start, rows.stop) + 0.5)[:, None] * res
-            inside, grown = _polygon_masks(x, y, odom, margin)
-            out.append(((rows.start, rows.stop, cols.start, cols.stop), inside, grown))
+            corners = polygon.tolist()
+            x = [tx + c * px - s * py for px, py in corners]
+            y = [ty + s * px + c * py for px, py in corners]
+            box = self._cells_of_box(min(x) - margin, max(x) + margin, min(y) - margin, max(y) + margin)
+            if box is not None:
+                groups.setdefault(len(corners), []).append((x, y, box))
+        out: List[Footprint] = []
+        for k, group in groups.items():
+            pairs = [(i, (i + 1) % k) for i in range(k)]
+            terms = [[x[i] * y[j] - x[j] * y[i] for i, j in pairs] for x, y, _ in group]
+            twice_area = np.sum(np.array(terms), axis=1).tolist()
+            data, repeated = [], False  # per footprint: corners x, y and edges x, y, counter-clockwise
+            for (x, y, _), area in zip(group, twice_area):
+                if area < 0:  # clockwise: the inside is to the right of each edge
+                    x, y = x[::-1], y[::-1]
+                edge_x, edge_y = [x[j] - x[i] for i, j in pairs], [y[j] - y[i] for i, j in pairs]
+                repeated = repeated or any(a == 0.0 and b == 0.0 for a, b in zip(edge_x, edge_y))
+                data.append([x, y, edge_x, edge_y])
+            data = np.array(data)[:, :, :, None, None]  # [footprint, x / y / edge x / edge y, corner, 1, 1]
+            ax, ay, ex, ey = data[:, 0], data[:, 1], data[:, 2], data[:, 3]
+            length = np.hypot(ex, ey)
+            if repeated:  # a repeated corner: no edge (0 distance passes both tests)
+                length[length == 0.0] = 1.0
+            rows = np.array([[self._origin_cell[1] + box[0].start, self._origin_cell[0] + box[1].start]
+                             for _, _, box in group])
+            size = max(max(box[0].stop - box[0].start, box[1].stop - box[1].start) for _, _, box in group)
+            centres = (rows[:, :, None] + np.arange(size) + 0.5) * res  # [footprint, y / x, cell]
+            # signed distance to each edge's line, positive inside: [footprint, edge, row, col]
+            distance = (ex * (centres[:, None, 0, :, None] - ay) - ey * (centres[:, None, 1, None, :] - ax)) / length
+            inside, grown = (distance >= 0.0).all(1), (distance >= -margin).all(1)
+            for m, (_, _, (box_rows, box_cols)) in enumerate(group):
+                h, w = box_rows.stop - box_rows.start, box_cols.stop - box_cols.start
+                out.append(((box_rows.start, box_rows.stop, box_cols.start, box_cols.stop), inside[m, :h, :w],
+                            grown[m, :h, :w]))
         return out
 
 
@@ -610,31 +800,27 @@ def _lazy_log_odds(shape: Tuple[int, int], kept: Optional[Tuple[Box, np.ndarray]
     return build
 
 
-def _lazy_frame_log_odds(shape: Tuple[int, int], sample: Optional[_FrameSample], ev: Optional[np.ndarray]
-                         ) -> Callable[[], np.ndarray]:
-    def build() -> np.ndarray:
-        out = np.zeros(shape, dtype=np.float32)
-        if sample is not None:
-            out[sample.rows, sample.cols] = ev
-        return out
+def _lazy_frame_layers(shape: Tuple[int, int], kept_frame: Optional[tuple]) -> Callable[[], Tuple[np.ndarray,
+                                                                                                np.ndarray]]:
+    """frame_log_odds and frame_occupancy, resampled again from the frame's canvas (which no later update
+    touches while the result holds it)."""
+    built: List[Tuple[np.ndarray, np.ndarray]] = []
+
+    def build() -> Tuple[np.ndarray, np.ndarray]:
+        if not built:
+            log_odds = np.zeros(shape, dtype=np.float32)
+            occupancy = np.full(shape, OCCUPANCY_UNKNOWN, dtype=np.int8)
+            if kept_frame is not None:
+                geometry, res, origin_cell, yaw, tx, ty, (rows, cols), canvas = kept_frame
+                sample = _sample(geometry, canvas, origin_cell, res, yaw, tx, ty, rows, cols)
+                log_odds[rows, cols] = sample.take(canvas.log_odds)
+                occupancy[rows, cols] = sample.take(canvas.occupancy)
+            built.append((log_odds, occupancy))
+        return built[0]
     return build
 
 
-def _lazy_frame_occupancy(shape: Tuple[int, int], sample: Optional[_FrameSample], canvas: Optional[_FrameCanvas],
-                          occupancy: Optional[np.ndarray]) -> Callable[[], np.ndarray]:
-    padded = None if sample is None else (canvas.padded_occupancy, occupancy)
-
-    def build() -> np.ndarray:
-        out = np.full(shape, OCCUPANCY_UNKNOWN, dtype=np.int8)
-        if padded is not None:
-            make, values = padded
-            out[sample.rows, sample.cols] = sample.take(make(values))
-        return out
-    return build
-
-
-def _lazy_moving(shape: Tuple[int, int], footprints: List[Tuple[Box, np.ndarray, np.ndarray]]
-                 ) -> Callable[[], np.ndarray]:
+def _lazy_moving(shape: Tuple[int, int], footprints: List[Footprint]) -> Callable[[], np.ndarray]:
     def build() -> np.ndarray:
         out = np.zeros(shape, dtype=bool)
         for (r0, r1, c0, c1), inside, _ in footprints:
@@ -652,7 +838,8 @@ def _numpy_grid(frame_grid: Any) -> GridResult:
         if np.shape(getattr(frame, name)) != shape:
             raise InputError(f"frame_grid.{name} has shape {np.shape(getattr(frame, name))}, its geometry "
                              f"says {shape}")
-    if not np.isfinite(frame.log_odds).all():
+    # a sum is finite only if every term is (one pass, no temporary); it may also overflow: then look closer
+    if not math.isfinite(float(np.sum(frame.log_odds))) and not np.isfinite(frame.log_odds).all():
         raise InputError("frame_grid.log_odds has non-finite values")
     return frame
 
