@@ -406,6 +406,9 @@ def test_the_window_box_gives_what_fusing_the_whole_window_gives(drive):
         footprints = [random_footprint(rng) for _ in range(rng.integers(0, 4))]
         if k % 7 == 3:
             footprints.append(np.array([[100.0, 100.0], [101.0, 100.0], [101.0, 101.0]]))  # off the window
+        if k % 5 == 1:  # a repeated corner, and five corners
+            footprints.append(np.array([[3.0, 1.0], [5.0, 1.2], [5.0, 1.2], [4.0, 2.5]]))
+            footprints.append(np.array([[2.0, -1.0], [3.0, -1.5], [4.0, -1.0], [3.5, 0.0], [2.5, 0.0]]))
         at = pose(x_m, y_m, yaw)
         pairs.append((fused.update(frame, at, stamp_ns, footprints), reference.update(frame, at, stamp_ns, footprints)))
     for k, (result, expected) in enumerate(pairs):

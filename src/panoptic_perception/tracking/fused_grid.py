@@ -271,20 +271,14 @@ class _Outputs:
 
 
 class _FrameCanvas:
-    """A frame's grids inside a border of 'not seen' (0 / 255 / -1) wide enough that every window cell of
-    the frame's region, at any yaw, has a cell here: resampling is a gather without bounds tests."""
+    """A frame's grids inside a border of one cell of 'not seen' (0 / 255 / -1): a frame cell index
+    clipped to [-1, width] x [-1, height] picks the frame's value, or 'not seen' outside it, by a gather."""
 
     def __init__(self, geometry: GridGeometry, window_resolution_m: float) -> None:
         self.geometry = geometry
         self.window_resolution_m = window_resolution_m
-        res, width, height = geometry.resolution_m, geometry.width, geometry.height
-        # region cells lie in the rotated frame's bounding box (a square of the half-diagonal around its
-        # centre, whatever the yaw) grown by half a window cell: within sqrt(2) half-diagonals + a cell
-        reach = (math.sqrt(2.0) * math.hypot(width * res, height * res) / 2 + window_resolution_m) / res + 2
-        self.pad_cols = max(0, math.ceil(reach - width / 2)) + 1
-        self.pad_rows = max(0, math.ceil(reach - height / 2)) + 1
-        self.width, self.height = width + 2 * self.pad_cols, height + 2 * self.pad_rows
-        self.centre = (slice(self.pad_rows, self.pad_rows + height), slice(self.pad_cols, self.pad_cols + width))
+        self.width, self.height = geometry.width + 2, geometry.height + 2
+        self.centre = (slice(1, 1 + geometry.height), slice(1, 1 + geometry.width))
         self.log_odds = np.zeros((self.height, self.width), dtype=np.float32)
         self.class_grid = np.full((self.height, self.width), CLASS_UNKNOWN, dtype=np.uint8)
         self.occupancy = np.full((self.height, self.width), OCCUPANCY_UNKNOWN, dtype=np.int8)
@@ -320,8 +314,9 @@ class _FrameSample:
         """The canvas' values on the region, in `out` if given (else a view of the canvas when the indices
         are runs)."""
         if self.flat is not None:
-            # 'clip' only so that `out` is written directly: every index is inside the canvas
-            return np.take(canvas, self.flat, out=out, mode="clip")
+            # every index is inside the canvas: the mode only lets `out` be written directly ('wrap' is the
+            # cheapest)
+            return np.take(canvas, self.flat, out=out, mode="wrap")
         if self.slices is not None:
             if out is None:
                 return canvas[self.slices]
@@ -351,32 +346,32 @@ class _FrameSample:
         return out
 
 
-def _near_multiples(p: np.ndarray, q: np.ndarray, bits: int, slack: int) -> List[Tuple[np.ndarray, np.ndarray]]:
-    """Per row k of p [n, w] and q [n, h]: (i, j) of the integer sums q[k, i] + p[k, j] that lie within
+def _near_multiples(p: np.ndarray, q: np.ndarray, bits: int, slack: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(i, j) of the integer sums q[k, i] + p[k, j] (any row k of p [n, w] and q [n, h]) that lie within
     `slack` of a multiple of 2**bits.
 
     Sorting p by its remainder makes this two binary searches per i instead of a pass over all h * w
     sums: the cells are few (a fraction ~ 4 * slack / 2**bits)."""
-    one, n, w = 1 << bits, len(p), p.shape[1]
-    remainder = p.astype(np.int64) & (one - 1)
-    order = np.argsort(remainder, axis=1, kind="stable")
-    ordered = np.take_along_axis(remainder, order, 1)
+    one, n, h, w = 1 << bits, len(p), q.shape[1], p.shape[1]
+    remainder = p & (one - 1)
     # every row's remainders twice (they wrap around), rows kept apart by 4 * one: one sorted array
-    apart = (4 * one) * np.arange(n)[:, None]
+    apart = np.arange(0, 4 * one * n, 4 * one, dtype=np.int64)[:, None]
+    ordered = np.sort(remainder, axis=1)
     ordered = (np.concatenate([ordered, ordered + one], axis=1) + apart).ravel()
-    start = (((-slack - q.astype(np.int64)) & (one - 1)) + apart).ravel()
-    lo = np.searchsorted(ordered, start, "left")
-    hi = np.searchsorted(ordered, start + 2 * slack, "right")
-    hits = np.flatnonzero(hi > lo)
-    out = [(np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)) for _ in range(n)]
-    h = q.shape[1]
-    for k in range(n):
-        mine = hits[(hits >= k * h) & (hits < (k + 1) * h)]
-        if mine.size:
-            i = np.repeat(mine - k * h, (hi - lo)[mine])
-            j = np.concatenate([order[k, (np.arange(lo[m], hi[m]) - 2 * w * k) % w] for m in mine])
-            out[k] = (i, j)
-    return out
+    start = ((((-slack) - q) & (one - 1)) + apart).ravel()
+    # remainders within [start, start + 2 * slack]: integers, so 'left' of start + 2 * slack + 1
+    lo, hi = np.split(np.searchsorted(ordered, np.concatenate([start, start + (2 * slack + 1)])), 2)
+    count = hi - lo
+    hits = np.flatnonzero(count)
+    if hits.size == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    order = np.argsort(remainder, axis=1, kind="stable")  # np.sort's order: equal remainders are equal
+    count = count[hits]
+    at = np.repeat(hits, count)
+    # positions lo[hit] ... hi[hit] - 1 of every hit, one after another
+    position = np.arange(len(at)) - np.repeat(np.cumsum(count) - count, count) + lo[at]
+    k = at // h
+    return at % h, order[k, (position - 2 * w * k) % w]
 
 
 def _sample(geometry: GridGeometry, canvas: _FrameCanvas, origin_cell: Tuple[int, int], res: float, yaw: float,
@@ -393,28 +388,30 @@ def _sample(geometry: GridGeometry, canvas: _FrameCanvas, origin_cell: Tuple[int
     h, w = rows.stop - rows.start, cols.stop - cols.start
     if s == 0.0:
         # s * dy and -s * dx are +-0: a column's cells share the frame column, a row's the frame row
-        col = np.floor((c * dx + s * dy[0] - ox) / f_res).astype(np.intp) + canvas.pad_cols
-        row = np.floor((-s * dx[0] + c * dy - oy) / f_res).astype(np.intp) + canvas.pad_rows
+        col = np.floor((c * dx + s * dy[0] - ox) / f_res).astype(np.intp) + 1
+        row = np.floor((-s * dx[0] + c * dy - oy) / f_res).astype(np.intp) + 1
+        np.clip(col, 0, canvas.width - 1, out=col)
+        np.clip(row, 0, canvas.height - 1, out=row)
         return _FrameSample(rows, cols, row_index=row, col_index=col)
     # vehicle x = cx[j] + sx[i], y = cy[j] + sy[i]: each a sum of a column term and a row term
     along_cols = np.array([[c], [-s]]) * dx  # cx; cy
     along_rows = np.array([[s], [c]]) * dy  # sx; sy
-    pad = np.array([[canvas.pad_cols], [canvas.pad_rows]])
 
     def exact(i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """Flat canvas index of cells (i, j) of the region: the reference arithmetic."""
-        col = np.floor(((along_cols[0, j] + along_rows[0, i]) - ox) / f_res).astype(np.intp) + canvas.pad_cols
-        row = np.floor(((along_cols[1, j] + along_rows[1, i]) - oy) / f_res).astype(np.intp) + canvas.pad_rows
-        return row * canvas.width + col
+        col = np.floor(((along_cols[0, j] + along_rows[0, i]) - ox) / f_res).astype(np.intp) + 1
+        row = np.floor(((along_cols[1, j] + along_rows[1, i]) - oy) / f_res).astype(np.intp) + 1
+        return np.clip(row, 0, canvas.height - 1) * canvas.width + np.clip(col, 0, canvas.width - 1)
 
     # Fixed point: the canvas column is floor(p[0, j] + q[0, i]), the row floor(p[1, j] + q[1, i]). In
     # integers of 2**-bits, (p_fix + q_fix) >> bits is that floor except where the sum lies within
     # rounding (one unit; the float error is far below it) of a whole cell: those few cells get the
     # reference arithmetic.
-    p = (along_cols - np.array([[ox], [oy]])) / f_res + pad
+    p = (along_cols - np.array([[ox], [oy]])) / f_res + 1.0  # + 1: the canvas' border
     q = along_rows / f_res
-    ends = np.abs(p[:, [0, -1]]).max(1) + np.abs(q[:, [0, -1]]).max(1)  # p and q are linear: ends bound them
-    bits = min(20, 30 - int(float(ends.max()) + 2).bit_length())  # sums and terms stay within int32
+    ends_p, ends_q = p[:, [0, -1]].tolist(), q[:, [0, -1]].tolist()  # p and q are linear: their ends bound them
+    magnitude = max(max(map(abs, a)) + max(map(abs, b)) for a, b in zip(ends_p, ends_q))
+    bits = min(20, 30 - int(magnitude + 2).bit_length())  # sums and terms stay within int32
     if bits < 10:  # a frame of thousands of cells: every cell by the reference arithmetic
         i, j = np.indices((h, w)).reshape(2, -1)
         return _FrameSample(rows, cols, flat=exact(i, j).reshape(h, w))
@@ -426,11 +423,14 @@ def _sample(geometry: GridGeometry, canvas: _FrameCanvas, origin_cell: Tuple[int
     row_sum = np.add(p_fix[1][None, :], q_fix[1][:, None], out=scratch.get("row", (h, w), np.int32))
     np.right_shift(col_sum, bits, out=col_sum)
     np.right_shift(row_sum, bits, out=row_sum)
-    flat = np.multiply(row_sum, canvas.width, out=scratch.get("flat", (h, w), np.intp))
-    flat += col_sum
-    (i_c, j_c), (i_r, j_r) = _near_multiples(p_fix, q_fix, bits, slack=2)
-    if i_c.size or i_r.size:
-        i, j = np.concatenate([i_c, i_r]), np.concatenate([j_c, j_r])
+    np.clip(col_sum, 0, canvas.width - 1, out=col_sum)  # outside the frame: its border
+    np.clip(row_sum, 0, canvas.height - 1, out=row_sum)
+    row_sum *= canvas.width  # int32 loops, then one widening copy: mixed int32 / int64 loops are slow
+    row_sum += col_sum
+    flat = scratch.get("flat", (h, w), np.intp)
+    np.copyto(flat, row_sum)
+    i, j = _near_multiples(p_fix, q_fix, bits, slack=2)
+    if i.size:
         flat[i, j] = exact(i, j)
     return _FrameSample(rows, cols, flat=flat)
 
@@ -552,11 +552,10 @@ class FusedGrid:
                 new.fill(0.0)
                 out = new[box[0] - target[0]:box[1] - target[0], box[2] - target[2]:box[3] - target[2]]
             if step > 0:
-                # towards 0 by `step`, never past it: L - min(max(L, -step), step) is exactly the old
+                # towards 0 by `step`, never past it: L - clip(L, -step, step) is exactly the old
                 # max(L - step, 0) + min(L + step, 0) (one of the two terms is 0; x - (-y) is x + y)
-                towards = np.minimum(self._log_odds, step, out=self._scratch.get("towards", self._log_odds.shape,
-                                                                                  np.float32))
-                np.maximum(towards, -step, out=towards)
+                towards = np.clip(self._log_odds, -step, step,
+                                  out=self._scratch.get("towards", self._log_odds.shape, np.float32))
                 np.subtract(self._log_odds, towards, out=out)
             else:
                 np.copyto(out, self._log_odds)
@@ -580,9 +579,8 @@ class FusedGrid:
         r0, c0 = self._box[0], self._box[2]
         target = self._log_odds[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0]
         window = scratch.get("window", (h, w), np.float32)
-        window_class = scratch.get("window_class", (h, w), np.uint8)
         np.copyto(window, target)
-        np.copyto(window_class, self._class[rows, cols])
+        window_class = self._class[rows, cols]  # a view: byte loops run as fast on it as on a copy
         # moving things add nothing: their cells keep what they held (decayed), as before the frame
         held = []
         for box, _, grown in footprints:
@@ -609,7 +607,6 @@ class FusedGrid:
             np.copyto(window[r, c], log_odds, where=grown)
             np.copyto(window_class[r, c], class_grid, where=grown)
         np.copyto(target, window)
-        np.copyto(self._class[rows, cols], window_class)
         return sample, canvas
 
     def _outputs(self, occupancy: np.ndarray, class_grid: np.ndarray) -> Optional[Box]:
@@ -627,15 +624,11 @@ class FusedGrid:
         part = scratch.get("occupancy", log_odds.shape, np.int8)
         np.multiply(occupied.view(np.int8), np.int8(OCCUPANCY_OCCUPIED - OCCUPANCY_UNKNOWN), out=part)
         np.add(part, free.view(np.int8), out=part)
-        np.add(part, np.int8(OCCUPANCY_UNKNOWN), out=part)
-        np.copyto(occupancy[r0:r1, c0:c1], part)
+        np.add(part, np.int8(OCCUPANCY_UNKNOWN), out=occupancy[r0:r1, c0:c1])
         # the class where known, else 255: class | (255 where unknown)
-        unknown = np.equal(part, OCCUPANCY_UNKNOWN, out=free).view(np.uint8)
+        unknown = np.equal(part, 0, out=free).view(np.uint8)  # part is occupancy + 1: 0 where unknown
         np.negative(unknown, out=unknown)
-        classes = scratch.get("class", log_odds.shape, np.uint8)
-        np.copyto(classes, self._class[r0:r1, c0:c1])
-        np.bitwise_or(classes, unknown, out=classes)
-        np.copyto(class_grid[r0:r1, c0:c1], classes)
+        np.bitwise_or(self._class[r0:r1, c0:c1], unknown, out=class_grid[r0:r1, c0:c1])
         return self._box
 
     def _show_moving(self, occupancy: np.ndarray, class_grid: np.ndarray, footprints: List[Footprint],
