@@ -448,12 +448,13 @@ class FusedGrid:
     """
 
     SHRINK_EVERY = 10  # updates between cutting the box down to its non-zero cells
-    GROW_CELLS = 32  # a box side the frame passes moves this much farther: fewer re-layouts while driving
+    GROW_CELLS = 32  # a box side the frame keeps passing moves this much farther: fewer re-layouts
 
     def __init__(self, config: Optional[FusedGridConfig] = None) -> None:
         self._config = config if config is not None else FusedGridConfig()
         self._width, self._height = self._config.window_cells()
         self._box: Optional[Box] = None  # the static layer is 0 outside it
+        self._last_region: Optional[Box] = None  # the previous frame's region (which way the box grows)
         self._log_odds: Optional[np.ndarray] = None  # float32 [box rows, box cols]: the static layer on the box
         self._class = np.full((self._height, self._width), CLASS_UNKNOWN, dtype=np.uint8)
         self._origin_cell: Optional[Tuple[int, int]] = None  # odom lattice index of cell (0, 0): (x, y)
@@ -478,7 +479,7 @@ class FusedGrid:
 
     def reset(self) -> None:
         """Forget everything (a new drive, or odom restarted)."""
-        self._box = self._log_odds = None
+        self._box = self._log_odds = self._last_region = None
         self._class.fill(CLASS_UNKNOWN)
         self._origin_cell = None
         self._stamp_ns = None
@@ -535,12 +536,15 @@ class FusedGrid:
             if box is None:
                 target = need
             elif not (box[0] <= need[0] and need[1] <= box[1] and box[2] <= need[2] and need[3] <= box[3]):
-                grow = self.GROW_CELLS
-                target = (min(box[0], need[0] - grow) if need[0] < box[0] else box[0],
-                          max(box[1], need[1] + grow) if need[1] > box[1] else box[1],
-                          min(box[2], need[2] - grow) if need[2] < box[2] else box[2],
-                          max(box[3], need[3] + grow) if need[3] > box[3] else box[3])
-                target = _clipped(target, self._height, self._width)
+                # a side the frame's region keeps moving out (it did since the last frame) moves GROW_CELLS
+                # farther than the region: fewer re-layouts while driving
+                last = self._last_region if self._last_region is not None else need
+                grow = [self.GROW_CELLS if moved else 0 for moved in (need[0] < last[0], need[1] > last[1],
+                                                                      need[2] < last[2], need[3] > last[3])]
+                target = _clipped((min(box[0], need[0] - grow[0]), max(box[1], need[1] + grow[1]),
+                                   min(box[2], need[2] - grow[2]), max(box[3], need[3] + grow[3])),
+                                  self._height, self._width)
+            self._last_region = need
         if target is None:
             return
         new = self._recycler.get((target[1] - target[0], target[3] - target[2]), np.float32)
@@ -666,6 +670,9 @@ class FusedGrid:
         if abs(x_m - centre_x) <= limit and abs(y_m - centre_y) <= limit:
             return
         d_cols, d_rows = target[0] - self._origin_cell[0], target[1] - self._origin_cell[1]
+        if self._last_region is not None:
+            r0, r1, c0, c1 = self._last_region
+            self._last_region = (r0 - d_rows, r1 - d_rows, c0 - d_cols, c1 - d_cols)
         if self._box is not None:  # the box's evidence stays where it is in the odom frame: the box moves
             r0, r1, c0, c1 = moved = (self._box[0] - d_rows, self._box[1] - d_rows,
                                       self._box[2] - d_cols, self._box[3] - d_cols)
