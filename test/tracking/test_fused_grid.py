@@ -357,10 +357,21 @@ class WholeWindowFusedGrid:
 
 
 def random_frame(rng, geometry: GridGeometry, dtype=np.float32) -> GridResult:
-    """Evidence on and around the thresholds, some cells seen but unknown, float32 or float64."""
+    """Evidence on and around the thresholds, some cells seen but unknown, float32 or float64; often only
+    a part of the grid has evidence or a class (a camera's wedge), sometimes none, and then occupancy
+    may still be known outside it (the fused grid must not assume the frame is self-consistent)."""
     log_odds = rng.choice([-6.4, -0.8, -0.41, -0.4, 0.0, 0.3, 0.4, 1.5, 4.0], size=(geometry.height, geometry.width))
     frame = frame_from_log_odds(log_odds * rng.uniform(0.5, 1.5), geometry)
     frame.occupancy[rng.random(log_odds.shape) < 0.05] = -1
+    if rng.random() < 0.6:
+        rows, cols = sorted(rng.integers(0, geometry.height + 1, 2)), sorted(rng.integers(0, geometry.width + 1, 2))
+        outside = np.ones(log_odds.shape, dtype=bool)
+        outside[rows[0]:rows[1], cols[0]:cols[1]] = False
+        frame.log_odds[outside] = 0.0
+        frame.class_grid[outside] = 255
+        frame.occupancy[outside & (rng.random(log_odds.shape) < 0.7)] = -1
+        if rng.random() < 0.5:  # a class without evidence: it still updates the layer's classes
+            frame.class_grid[rng.integers(geometry.height), rng.integers(geometry.width)] = CAR
     return replace(frame, log_odds=frame.log_odds.astype(dtype))
 
 
@@ -420,6 +431,20 @@ def test_the_window_box_gives_what_fusing_the_whole_window_gives(drive):
             np.testing.assert_array_equal(value, expected[name], err_msg=f"frame {k}: {name}")
     assert any(r.reset for r, _ in pairs)
     assert any((r.occupancy == 100).any() and (r.occupancy == 0).any() for r, _ in pairs)
+
+
+def test_a_class_seen_without_evidence_still_names_the_cell():
+    cfg = small_config(decay_per_s=0.0)
+    geometry = frame_geometry()
+    fused = FusedGrid(cfg)
+    fused.update(frame_from_log_odds(np.full((geometry.height, geometry.width), FREE_LO), geometry), pose(), 0)
+    frame = frame_from_log_odds(np.zeros((geometry.height, geometry.width)), geometry)
+    frame.class_grid[2, 3] = CAR  # a class, no evidence: the cell stays free, now named CAR
+    result = fused.update(frame, pose(), DT_NS)
+    x, y = geometry.cell_centers()
+    assert value_at(result, x[2, 3], y[2, 3], "occupancy") == 0
+    assert value_at(result, x[2, 3], y[2, 3], "class_grid") == CAR
+    assert (result.class_grid[result.occupancy == 0] == ROAD).sum() == geometry.num_cells - 1
 
 
 # -- time and bad input ----------------------------------------------------------------------------

@@ -503,13 +503,27 @@ class FusedGrid:
         self._follow(tx, ty)
 
         footprints = self._moving_masks(polygons, yaw, tx, ty)
-        region = self._frame_region(frame.geometry, yaw, tx, ty)
+        whole = self._frame_region(frame.geometry, yaw, tx, ty)
+        region = None
+        if whole is not None:
+            # Only frame cells with evidence or a class change the static layer: the region is the
+            # rotated bounding box of those (a camera sees a wedge of its grid), and of the moving
+            # footprints, which show the frame's own cells
+            cells = _cells_with_something(frame)
+            if cells is not None:
+                region = self._frame_region(frame.geometry, yaw, tx, ty, cells)
+            for (r0, r1, c0, c1), _, _ in footprints:
+                region = _union_slices(region, (slice(r0, r1), slice(c0, c1)))
+            region = _intersection_slices(region, whole)
         self._decay(np.float32(self._config.decay_per_s * dt_s), region)
         sample, canvas, kept_frame = None, None, None
         if region is not None:
             sample, canvas = self._add_frame(frame, region, footprints, yaw, tx, ty)
+        if whole is not None:
+            if canvas is None:
+                canvas = self._canvas_of(frame)
             # the frame_* layers are resampled from the canvas if they are read: it stays the result's
-            kept_frame = (frame.geometry, self._config.resolution_m, self._origin_cell, yaw, tx, ty, region, canvas)
+            kept_frame = (frame.geometry, self._config.resolution_m, self._origin_cell, yaw, tx, ty, whole, canvas)
         outputs = self._outputs_pool.get()
         occupancy, class_grid = outputs[0], outputs[1]
         written = self._outputs(occupancy, class_grid)
@@ -571,10 +585,7 @@ class FusedGrid:
         cfg, scratch = self._config, self._scratch
         rows, cols = region
         h, w = rows.stop - rows.start, cols.stop - cols.start
-        canvas = self._canvases.take(lambda c: c.fits(frame.geometry, cfg.resolution_m))
-        if canvas is None:
-            canvas = self._canvases.add(_FrameCanvas(frame.geometry, cfg.resolution_m))
-        canvas.load(frame.log_odds, frame.class_grid, frame.occupancy)
+        canvas = self._canvas_of(frame)
         sample = _sample(frame.geometry, canvas, self._origin_cell, cfg.resolution_m, yaw, tx, ty, rows, cols,
                          scratch)
         evidence = sample.take(canvas.log_odds, scratch.get("evidence", (h, w), np.float32))
@@ -612,6 +623,15 @@ class FusedGrid:
             np.copyto(window_class[r, c], class_grid, where=grown)
         np.copyto(target, window)
         return sample, canvas
+
+    def _canvas_of(self, frame: GridResult) -> _FrameCanvas:
+        """The frame on a canvas no result refers to any more."""
+        res = self._config.resolution_m
+        canvas = self._canvases.take(lambda c: c.fits(frame.geometry, res))
+        if canvas is None:
+            canvas = self._canvases.add(_FrameCanvas(frame.geometry, res))
+        canvas.load(frame.log_odds, frame.class_grid, frame.occupancy)
+        return canvas
 
     def _outputs(self, occupancy: np.ndarray, class_grid: np.ndarray) -> Optional[Box]:
         """Occupancy and class of the static layer into all-unknown arrays (it is unknown outside the box);
@@ -700,16 +720,18 @@ class FusedGrid:
             self._log_odds = self._log_odds[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].copy()
             self._box = box
 
-    def _frame_region(self, geometry: GridGeometry, yaw: float, tx: float, ty: float
-                      ) -> Optional[Tuple[slice, slice]]:
-        """Window rows and columns the frame grid can reach at this pose (its rotated bounding box)."""
-        x0, y0 = geometry.origin_x_m, geometry.origin_y_m
-        x1, y1 = x0 + geometry.width * geometry.resolution_m, y0 + geometry.height * geometry.resolution_m
+    def _frame_region(self, geometry: GridGeometry, yaw: float, tx: float, ty: float,
+                      cells: Optional[Box] = None) -> Optional[Tuple[slice, slice]]:
+        """Window rows and columns the frame grid (or its cells rows [r0, r1), columns [c0, c1)) can reach
+        at this pose: their rotated bounding box."""
+        r0, r1, c0, c1 = (0, geometry.height, 0, geometry.width) if cells is None else cells
+        ox, oy, res = geometry.origin_x_m, geometry.origin_y_m, geometry.resolution_m
+        x0, y0, x1, y1 = ox + c0 * res, oy + r0 * res, ox + c1 * res, oy + r1 * res
         c, s = math.cos(yaw), math.sin(yaw)
         corners = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
-        ox = [tx + c * x - s * y for x, y in corners]
-        oy = [ty + s * x + c * y for x, y in corners]
-        return self._cells_of_box(min(ox), max(ox), min(oy), max(oy))
+        x = [tx + c * cx - s * cy for cx, cy in corners]
+        y = [ty + s * cx + c * cy for cx, cy in corners]
+        return self._cells_of_box(min(x), max(x), min(y), max(y))
 
     def _cells_of_box(self, x_min: float, x_max: float, y_min: float, y_max: float
                       ) -> Optional[Tuple[slice, slice]]:
@@ -773,6 +795,31 @@ def _union(a: Optional[Box], b: Box) -> Box:
     if a is None:
         return b
     return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+
+def _union_slices(a: Optional[Tuple[slice, slice]], b: Tuple[slice, slice]) -> Tuple[slice, slice]:
+    if a is None:
+        return b
+    return (slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+            slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)))
+
+
+def _intersection_slices(a: Optional[Tuple[slice, slice]], b: Tuple[slice, slice]) -> Optional[Tuple[slice, slice]]:
+    if a is None:
+        return None
+    rows = slice(max(a[0].start, b[0].start), min(a[0].stop, b[0].stop))
+    cols = slice(max(a[1].start, b[1].start), min(a[1].stop, b[1].stop))
+    return (rows, cols) if rows.start < rows.stop and cols.start < cols.stop else None
+
+
+def _cells_with_something(frame: GridResult) -> Optional[Box]:
+    """Rows [r0, r1) and columns [c0, c1) of the frame's cells with evidence or a class; None if none."""
+    something = frame.log_odds != 0
+    something |= frame.class_grid != CLASS_UNKNOWN
+    rows, cols = np.flatnonzero(something.any(1)), np.flatnonzero(something.any(0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _clipped(box: Box, height: int, width: int) -> Optional[Box]:
