@@ -385,7 +385,7 @@ def random_footprint(rng) -> np.ndarray:
 
 @pytest.mark.parametrize("drive", ["turning", "straight", "lattice", "weighted", "full size"])
 def test_the_window_box_gives_what_fusing_the_whole_window_gives(drive):
-    """Every output of every frame, bit for bit, read after the whole drive (results are kept copies):
+    """Every output of every frame, bit for bit, right away and (every third, kept) after the whole drive:
     turns, recentring, moving footprints (some off the window), pauses that let everything fade,
     stamps repeated and going back. 'lattice' puts the vehicle on half cells at multiples of 90
     degrees (and 0, where rows and columns separate), so window cell centres fall exactly on frame
@@ -400,7 +400,7 @@ def test_the_window_box_gives_what_fusing_the_whole_window_gives(drive):
     fused, reference = FusedGrid(cfg), WholeWindowFusedGrid(cfg)
     x_m = y_m = 0.0
     yaw = 0.0 if drive in ("straight", "lattice") else rng.uniform(-math.pi, math.pi)
-    stamp_ns, pairs = 100 * DT_NS, []
+    stamp_ns, pairs, resets, both = 100 * DT_NS, [], 0, 0
     for k in range(frames):
         if drive == "lattice":
             yaw = [0.0, math.pi / 2, math.pi, -math.pi / 2][k % 4]
@@ -421,16 +421,38 @@ def test_the_window_box_gives_what_fusing_the_whole_window_gives(drive):
             footprints.append(np.array([[3.0, 1.0], [5.0, 1.2], [5.0, 1.2], [4.0, 2.5]]))
             footprints.append(np.array([[2.0, -1.0], [3.0, -1.5], [4.0, -1.0], [3.5, 0.0], [2.5, 0.0]]))
         at = pose(x_m, y_m, yaw)
-        pairs.append((fused.update(frame, at, stamp_ns, footprints), reference.update(frame, at, stamp_ns, footprints)))
-    for k, (result, expected) in enumerate(pairs):
-        assert result.geometry == expected["geometry"] and result.stamp_ns == expected["stamp_ns"], k
-        assert result.reset == expected["reset"], k
-        for name in ("occupancy", "class_grid", "log_odds", "frame_occupancy", "frame_log_odds", "moving"):
-            value = getattr(result, name)
-            assert value.dtype == expected[name].dtype, (k, name)
-            np.testing.assert_array_equal(value, expected[name], err_msg=f"frame {k}: {name}")
-    assert any(r.reset for r, _ in pairs)
-    assert any((r.occupancy == 100).any() and (r.occupancy == 0).any() for r, _ in pairs)
+        result = fused.update(frame, at, stamp_ns, footprints)
+        expected = reference.update(frame, at, stamp_ns, footprints)
+        assert_same(result, expected, k)
+        resets += result.reset
+        both += (result.occupancy == 100).any() and (result.occupancy == 0).any()
+        if k % 3 == 0:  # kept: checked again at the end; the others' memory is reused by later updates
+            pairs.append((k, result, expected))
+    for k, result, expected in pairs:
+        assert_same(result, expected, k)
+    assert resets and both
+
+
+def assert_same(result, expected: dict, k: int) -> None:
+    assert result.geometry == expected["geometry"] and result.stamp_ns == expected["stamp_ns"], k
+    assert result.reset == expected["reset"], k
+    for name in ("occupancy", "class_grid", "log_odds", "frame_occupancy", "frame_log_odds", "moving"):
+        value = getattr(result, name)
+        assert value.dtype == expected[name].dtype, (k, name)
+        np.testing.assert_array_equal(value, expected[name], err_msg=f"frame {k}: {name}")
+
+
+def test_results_stay_as_they_were_and_their_grids_are_read_only():
+    geometry, fused = frame_geometry(), FusedGrid(small_config())
+    world, corners = car_at(3.0)
+    first = fused.update(frame_seeing(world, pose(), geometry), pose(), 0, [corners])
+    kept = {name: getattr(first, name).copy() for name in ("occupancy", "class_grid", "log_odds", "moving")}
+    for k in range(1, 8):  # later results are dropped at once: their memory goes round again
+        fused.update(frame_seeing(free_world, pose(0.5 * k), geometry), pose(0.5 * k), k * DT_NS)
+    for name, value in kept.items():
+        np.testing.assert_array_equal(getattr(first, name), value, err_msg=name)
+    with pytest.raises(ValueError, match="read-only"):
+        first.occupancy[0, 0] = 100
 
 
 def test_a_class_seen_without_evidence_still_names_the_cell():

@@ -117,7 +117,8 @@ class FusedGridResult:
 
     log_odds, frame_occupancy, frame_log_odds and moving may be given as functions: the update keeps
     only the part of the window it touched and builds the full arrays when they are first read (the
-    node publishes occupancy alone).
+    node publishes occupancy alone). FusedGrid hands out occupancy and class_grid read-only: it reuses
+    their memory once nothing refers to them any more (copy them to change them).
     """
 
     log_odds = _Lazy()
@@ -239,7 +240,8 @@ class _Recycler:
 
 class _Outputs:
     """The occupancy and class arrays of results, reused once nothing else refers to them. Each pair
-    remembers the box beyond which it holds only unknown (-1 / 255): only that box is filled again."""
+    remembers the box beyond which it holds only unknown (-1 / 255): only that box is filled again.
+    Results get them read-only, so that what is reused is what was written."""
 
     def __init__(self, height: int, width: int, keep: int = 4) -> None:
         self._shape = (height, width)
@@ -257,6 +259,7 @@ class _Outputs:
             if self._references(k) <= self._unused:
                 pair = self._pairs.pop(k)
                 self._pairs.append(pair)
+                pair[0].flags.writeable = pair[1].flags.writeable = True
                 if pair[2] is not None:
                     r0, r1, c0, c1 = pair[2]
                     pair[0][r0:r1, c0:c1] = OCCUPANCY_UNKNOWN
@@ -532,6 +535,7 @@ class FusedGrid:
             for box, _, _ in footprints:
                 written = _union(written, box)
         outputs[2] = written
+        occupancy.flags.writeable = class_grid.flags.writeable = False
         kept = None if self._box is None else (self._box, self._log_odds)  # the next update writes a new array
         self._updates += 1
         if self._updates % self.SHRINK_EVERY == 0:
