@@ -253,17 +253,18 @@ class _Outputs:
     def _references(self, k: int) -> int:
         return max(sys.getrefcount(self._pairs[k][0]), sys.getrefcount(self._pairs[k][1]))
 
-    def get(self) -> list:
-        """[occupancy, class_grid, None], all unknown; put the box written in at [2]."""
+    def get(self, overwritten: Optional[Box]) -> list:
+        """[occupancy, class_grid, None], all unknown but perhaps in the box the caller overwrites whole;
+        put the box written in at [2]."""
         for k in range(len(self._pairs)):
             if self._references(k) <= self._unused:
                 pair = self._pairs.pop(k)
                 self._pairs.append(pair)
                 pair[0].flags.writeable = pair[1].flags.writeable = True
                 if pair[2] is not None:
-                    r0, r1, c0, c1 = pair[2]
-                    pair[0][r0:r1, c0:c1] = OCCUPANCY_UNKNOWN
-                    pair[1][r0:r1, c0:c1] = CLASS_UNKNOWN
+                    for r0, r1, c0, c1 in _outside(pair[2], overwritten):
+                        pair[0][r0:r1, c0:c1] = OCCUPANCY_UNKNOWN
+                        pair[1][r0:r1, c0:c1] = CLASS_UNKNOWN
                     pair[2] = None
                 return pair
         self._pairs.append([np.full(self._shape, OCCUPANCY_UNKNOWN, dtype=np.int8),
@@ -527,7 +528,7 @@ class FusedGrid:
                 canvas = self._canvas_of(frame)
             # the frame_* layers are resampled from the canvas if they are read: it stays the result's
             kept_frame = (frame.geometry, self._config.resolution_m, self._origin_cell, yaw, tx, ty, whole, canvas)
-        outputs = self._outputs_pool.get()
+        outputs = self._outputs_pool.get(self._box)
         occupancy, class_grid = outputs[0], outputs[1]
         written = self._outputs(occupancy, class_grid)
         if footprints:
@@ -824,6 +825,16 @@ def _cells_with_something(frame: GridResult) -> Optional[Box]:
     if rows.size == 0:
         return None
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _outside(box: Box, cut: Optional[Box]) -> List[Box]:
+    """box less cut, as up to four boxes."""
+    r0, r1, c0, c1 = box
+    if cut is None or cut[0] >= r1 or cut[1] <= r0 or cut[2] >= c1 or cut[3] <= c0:
+        return [box]
+    i0, i1 = max(r0, cut[0]), min(r1, cut[1])
+    parts = [(r0, i0, c0, c1), (i1, r1, c0, c1), (i0, i1, c0, max(c0, cut[2])), (i0, i1, min(c1, cut[3]), c1)]
+    return [p for p in parts if p[0] < p[1] and p[2] < p[3]]
 
 
 def _clipped(box: Box, height: int, width: int) -> Optional[Box]:
