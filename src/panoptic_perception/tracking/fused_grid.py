@@ -290,12 +290,11 @@ class _FrameCanvas:
     def fits(self, geometry: GridGeometry, window_resolution_m: float) -> bool:
         return geometry == self.geometry and window_resolution_m == self.window_resolution_m
 
-    def load(self, log_odds: np.ndarray, class_grid: Optional[np.ndarray], occupancy: np.ndarray) -> None:
+    def load(self, frame: GridResult) -> None:
         # float64 evidence is rounded to float32 as where(...).astype(float32) did
-        np.copyto(self.log_odds[self.centre], log_odds, casting="unsafe")
-        if class_grid is not None:
-            np.copyto(self.class_grid[self.centre], class_grid, casting="unsafe")
-        np.copyto(self.occupancy[self.centre], occupancy, casting="unsafe")
+        np.copyto(self.log_odds[self.centre], frame.log_odds, casting="unsafe")
+        np.copyto(self.class_grid[self.centre], frame.class_grid, casting="unsafe")
+        np.copyto(self.occupancy[self.centre], frame.occupancy, casting="unsafe")
 
 
 class _FrameSample:
@@ -433,7 +432,7 @@ def _sample(geometry: GridGeometry, canvas: _FrameCanvas, origin_cell: Tuple[int
     row_sum += col_sum
     flat = scratch.get("flat", (h, w), np.intp)
     np.copyto(flat, row_sum)
-    i, j = _near_multiples(p_fix, q_fix, bits, slack=2)
+    i, j = _near_multiples(p_fix, q_fix, bits, slack=2)  # 1 would do (rounding <= 1 unit): a margin
     if i.size:
         flat[i, j] = exact(i, j)
     return _FrameSample(rows, cols, flat=flat)
@@ -595,7 +594,7 @@ class FusedGrid:
                          scratch)
         evidence = sample.take(canvas.log_odds, scratch.get("evidence", (h, w), np.float32))
         classes = sample.take(canvas.class_grid, scratch.get("classes", (h, w), np.uint8))
-        # the region's log-odds and classes in contiguous copies: numpy's loops are several times faster there
+        # the region's log-odds in a contiguous copy: numpy's float loops are several times faster there
         r0, c0 = self._box[0], self._box[2]
         target = self._log_odds[rows.start - r0:rows.stop - r0, cols.start - c0:cols.stop - c0]
         window = scratch.get("window", (h, w), np.float32)
@@ -635,7 +634,7 @@ class FusedGrid:
         canvas = self._canvases.take(lambda c: c.fits(frame.geometry, res))
         if canvas is None:
             canvas = self._canvases.add(_FrameCanvas(frame.geometry, res))
-        canvas.load(frame.log_odds, frame.class_grid, frame.occupancy)
+        canvas.load(frame)
         return canvas
 
     def _outputs(self, occupancy: np.ndarray, class_grid: np.ndarray) -> Optional[Box]:
