@@ -422,12 +422,10 @@ def _sample(geometry: GridGeometry, canvas: _FrameCanvas, origin_cell: Tuple[int
     scale = float(1 << bits)
     p_fix = np.rint(p * scale).astype(np.int32)
     q_fix = np.rint(q * scale).astype(np.int32)
-    col_sum = np.add(p_fix[0][None, :], q_fix[0][:, None], out=scratch.get("col", (h, w), np.int32))
-    row_sum = np.add(p_fix[1][None, :], q_fix[1][:, None], out=scratch.get("row", (h, w), np.int32))
-    np.right_shift(col_sum, bits, out=col_sum)
-    np.right_shift(row_sum, bits, out=row_sum)
-    np.clip(col_sum, 0, canvas.width - 1, out=col_sum)  # outside the frame: its border
-    np.clip(row_sum, 0, canvas.height - 1, out=row_sum)
+    sums = np.add(p_fix[:, None, :], q_fix[:, :, None], out=scratch.get("sums", (2, h, w), np.int32))
+    np.right_shift(sums, bits, out=sums)
+    np.clip(sums, 0, np.array([[[canvas.width - 1]], [[canvas.height - 1]]], dtype=np.int32), out=sums)  # border
+    col_sum, row_sum = sums
     row_sum *= canvas.width  # int32 loops, then one widening copy: mixed int32 / int64 loops are slow
     row_sum += col_sum
     flat = scratch.get("flat", (h, w), np.intp)
