@@ -261,6 +261,214 @@ def test_a_footprint_counts_the_same_in_either_winding():
     np.testing.assert_array_equal(a.log_odds, b.log_odds)
 
 
+# -- the same as fusing the whole window ------------------------------------------------------------
+
+class WholeWindowFusedGrid:
+    """The reference: FusedGrid as first written, every operation over the whole window every frame
+    (decay, resampling through GridGeometry.cell_of, masks, thresholds)."""
+
+    def __init__(self, config: FusedGridConfig) -> None:
+        self.cfg = config
+        self.width, self.height = config.window_cells()
+        self.log_odds = np.zeros((self.height, self.width), dtype=np.float32)
+        self.classes = np.full((self.height, self.width), 255, dtype=np.uint8)
+        self.origin = self.stamp_ns = None
+
+    def update(self, frame: GridResult, odom_from_vehicle, stamp_ns: int, polygons=()) -> dict:
+        cfg, res = self.cfg, self.cfg.resolution_m
+        yaw, tx, ty = planar_pose(odom_from_vehicle)
+        went_back = self.stamp_ns is not None and stamp_ns < self.stamp_ns
+        if went_back:
+            self.log_odds.fill(0.0)
+            self.classes.fill(255)
+            self.origin = self.stamp_ns = None
+        dt_s = 0.0 if self.stamp_ns is None else (stamp_ns - self.stamp_ns) * 1e-9
+        self.stamp_ns = stamp_ns
+        target = (int(round(tx / res - self.width / 2)), int(round(ty / res - self.height / 2)))
+        if self.origin is None:
+            self.origin = target
+        elif max(abs(tx - (self.origin[0] + self.width / 2) * res),
+                 abs(ty - (self.origin[1] + self.height / 2) * res)) > cfg.recentre_distance_m:
+            g = self.geometry()
+            new = GridGeometry(res, target[0] * res, target[1] * res, self.width, self.height)
+            row, col, inside = g.cell_of(*new.cell_centers())
+            self.log_odds = np.where(inside, self.log_odds[row, col], 0.0).astype(np.float32)
+            self.classes = np.where(inside, self.classes[row, col], 255).astype(np.uint8)
+            self.origin = target
+        step = np.float32(cfg.decay_per_s * dt_s)
+        if step > 0:
+            positive = np.maximum(self.log_odds - step, np.float32(0.0))
+            np.minimum(self.log_odds + step, np.float32(0.0), out=self.log_odds)
+            self.log_odds += positive
+
+        g = self.geometry()
+        x, y = g.cell_centers()
+        c, s = math.cos(yaw), math.sin(yaw)
+        moving = np.zeros(x.shape, dtype=bool)
+        masked = np.zeros(x.shape, dtype=bool)
+        for polygon in polygons:
+            odom = np.stack([tx + c * polygon[:, 0] - s * polygon[:, 1], ty + s * polygon[:, 0] + c * polygon[:, 1]], 1)
+            # within the footprint's bounding box grown by the margin (the grown polygon's mitred
+            # corners reach a little beyond it)
+            lo, hi = odom.min(0) - cfg.moving_margin_m, odom.max(0) + cfg.moving_margin_m
+            near = ((x >= math.floor(lo[0] / res) * res) & (x <= math.ceil(hi[0] / res) * res)
+                    & (y >= math.floor(lo[1] / res) * res) & (y <= math.ceil(hi[1] / res) * res))
+            moving |= near & self.polygon_mask(x, y, odom, 0.0)
+            masked |= near & self.polygon_mask(x, y, odom, cfg.moving_margin_m)
+        dx, dy = x - tx, y - ty
+        f_row, f_col, seen = frame.geometry.cell_of(c * dx + s * dy, -s * dx + c * dy)
+        frame_log_odds = np.where(seen, frame.log_odds[f_row, f_col], 0.0).astype(np.float32)
+        frame_occupancy = np.where(seen, frame.occupancy[f_row, f_col], -1).astype(np.int8)
+        frame_class = np.where(seen, frame.class_grid[f_row, f_col], 255).astype(np.uint8)
+        self.log_odds += np.where(masked, np.float32(0.0), frame_log_odds * np.float32(cfg.evidence_weight))
+        np.clip(self.log_odds, cfg.min_log_odds, cfg.max_log_odds, out=self.log_odds)
+        known = ~masked & (frame_class != 255)
+        self.classes[known] = frame_class[known]
+
+        occupancy = np.full(x.shape, -1, dtype=np.int8)
+        occupancy[self.log_odds <= cfg.free_threshold] = 0
+        occupancy[self.log_odds >= cfg.occupied_threshold] = 100
+        class_grid = np.where(occupancy != -1, self.classes, 255).astype(np.uint8)
+        now = masked & (frame_occupancy != -1)
+        occupancy[now] = frame_occupancy[now]
+        class_grid[now] = frame_class[now]
+        occupancy[moving & ~now] = 100
+        class_grid[moving & ~now] = 255
+        return {"occupancy": occupancy, "class_grid": class_grid, "log_odds": self.log_odds.copy(), "geometry": g,
+                "frame_occupancy": frame_occupancy, "frame_log_odds": frame_log_odds, "moving": moving,
+                "stamp_ns": stamp_ns, "reset": went_back}
+
+    def geometry(self) -> GridGeometry:
+        res = self.cfg.resolution_m
+        return GridGeometry(res, self.origin[0] * res, self.origin[1] * res, self.width, self.height)
+
+    @staticmethod
+    def polygon_mask(x, y, polygon, margin_m):
+        area2 = np.sum(polygon[:, 0] * np.roll(polygon[:, 1], -1) - np.roll(polygon[:, 0], -1) * polygon[:, 1])
+        if area2 < 0:
+            polygon = polygon[::-1]
+        inside = np.ones(x.shape, dtype=bool)
+        for a, b in zip(polygon, np.roll(polygon, -1, axis=0)):
+            edge = b - a
+            length = float(np.hypot(*edge))
+            if length > 0.0:
+                inside &= (edge[0] * (y - a[1]) - edge[1] * (x - a[0])) / length >= -margin_m
+        return inside
+
+
+def random_frame(rng, geometry: GridGeometry, dtype=np.float32) -> GridResult:
+    """Evidence on and around the thresholds, some cells seen but unknown, float32 or float64; often only
+    a part of the grid has evidence or a class (a camera's wedge), sometimes none, and then occupancy
+    may still be known outside it (the fused grid must not assume the frame is self-consistent)."""
+    log_odds = rng.choice([-6.4, -0.8, -0.41, -0.4, 0.0, 0.3, 0.4, 1.5, 4.0], size=(geometry.height, geometry.width))
+    frame = frame_from_log_odds(log_odds * rng.uniform(0.5, 1.5), geometry)
+    frame.occupancy[rng.random(log_odds.shape) < 0.05] = -1
+    if rng.random() < 0.6:
+        rows, cols = sorted(rng.integers(0, geometry.height + 1, 2)), sorted(rng.integers(0, geometry.width + 1, 2))
+        outside = np.ones(log_odds.shape, dtype=bool)
+        outside[rows[0]:rows[1], cols[0]:cols[1]] = False
+        frame.log_odds[outside] = 0.0
+        frame.class_grid[outside] = 255
+        frame.occupancy[outside & (rng.random(log_odds.shape) < 0.7)] = -1
+        if rng.random() < 0.5:  # a class without evidence: it still updates the layer's classes
+            frame.class_grid[rng.integers(geometry.height), rng.integers(geometry.width)] = CAR
+    return replace(frame, log_odds=frame.log_odds.astype(dtype))
+
+
+def random_footprint(rng) -> np.ndarray:
+    length, width, yaw = rng.uniform(0.5, 5.0), rng.uniform(0.5, 2.0), rng.uniform(-math.pi, math.pi)
+    corners = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * [length / 2, width / 2]
+    c, s = math.cos(yaw), math.sin(yaw)
+    corners = corners @ [[c, s], [-s, c]] + [rng.uniform(-2.0, 12.0), rng.uniform(-5.0, 5.0)]
+    return corners[::-1] if rng.random() < 0.5 else corners  # either winding
+
+
+@pytest.mark.parametrize("drive", ["turning", "straight", "lattice", "weighted", "full size"])
+def test_the_window_box_gives_what_fusing_the_whole_window_gives(drive):
+    """Every output of every frame, bit for bit, right away and (every third, kept) after the whole drive:
+    turns, recentring, moving footprints (some off the window), pauses that let everything fade,
+    stamps repeated and going back. 'lattice' puts the vehicle on half cells at multiples of 90
+    degrees (and 0, where rows and columns separate), so window cell centres fall exactly on frame
+    cell edges, where rounding decides."""
+    rng = np.random.default_rng(["turning", "straight", "lattice", "weighted", "full size"].index(drive))
+    cfg, geometry, frames = small_config(), frame_geometry(), 60
+    if drive == "weighted":  # evidence_weight below 1, frame cells finer than the window's, float64 evidence
+        cfg, geometry = small_config(evidence_weight=0.7, resolution_m=0.4), frame_geometry(5.0, 3.0, 0.25)
+    if drive == "full size":
+        cfg, frames = load_fused_grid_config(), 8
+        geometry = GridGeometry(0.2, 0.0, -20.0, 300, 200)
+    fused, reference = FusedGrid(cfg), WholeWindowFusedGrid(cfg)
+    x_m = y_m = 0.0
+    yaw = 0.0 if drive in ("straight", "lattice") else rng.uniform(-math.pi, math.pi)
+    stamp_ns, pairs, resets, both = 100 * DT_NS, [], 0, 0
+    for k in range(frames):
+        if drive == "lattice":
+            yaw = [0.0, math.pi / 2, math.pi, -math.pi / 2][k % 4]
+            x_m, y_m = 0.25 * rng.integers(-30, 30), 0.25 * rng.integers(-30, 30)
+        else:
+            if drive != "straight":
+                yaw += rng.uniform(-0.3, 0.3)
+            step_m = rng.uniform(0.0, 1.5)
+            x_m, y_m = x_m + step_m * math.cos(yaw), y_m + step_m * math.sin(yaw)
+        stamp_ns += int(rng.choice([0, DT_NS, 2 * DT_NS, 30 * DT_NS], p=[0.1, 0.6, 0.2, 0.1]))
+        if k == frames // 2:
+            stamp_ns -= 40 * DT_NS  # a bag played again
+        frame = random_frame(rng, geometry, np.float64 if drive == "weighted" else np.float32)
+        footprints = [random_footprint(rng) for _ in range(rng.integers(0, 4))]
+        if k % 7 == 3:
+            footprints.append(np.array([[100.0, 100.0], [101.0, 100.0], [101.0, 101.0]]))  # off the window
+        if k % 5 == 1:  # a repeated corner, and five corners
+            footprints.append(np.array([[3.0, 1.0], [5.0, 1.2], [5.0, 1.2], [4.0, 2.5]]))
+            footprints.append(np.array([[2.0, -1.0], [3.0, -1.5], [4.0, -1.0], [3.5, 0.0], [2.5, 0.0]]))
+        at = pose(x_m, y_m, yaw)
+        result = fused.update(frame, at, stamp_ns, footprints)
+        expected = reference.update(frame, at, stamp_ns, footprints)
+        assert_same(result, expected, k)
+        resets += result.reset
+        both += (result.occupancy == 100).any() and (result.occupancy == 0).any()
+        if k % 3 == 0:  # kept: checked again at the end; the others' memory is reused by later updates
+            pairs.append((k, result, expected))
+    for k, result, expected in pairs:
+        assert_same(result, expected, k)
+    assert resets and both
+
+
+def assert_same(result, expected: dict, k: int) -> None:
+    assert result.geometry == expected["geometry"] and result.stamp_ns == expected["stamp_ns"], k
+    assert result.reset == expected["reset"], k
+    for name in ("occupancy", "class_grid", "log_odds", "frame_occupancy", "frame_log_odds", "moving"):
+        value = getattr(result, name)
+        assert value.dtype == expected[name].dtype, (k, name)
+        np.testing.assert_array_equal(value, expected[name], err_msg=f"frame {k}: {name}")
+
+
+def test_results_stay_as_they_were_and_their_grids_are_read_only():
+    geometry, fused = frame_geometry(), FusedGrid(small_config())
+    world, corners = car_at(3.0)
+    first = fused.update(frame_seeing(world, pose(), geometry), pose(), 0, [corners])
+    kept = {name: getattr(first, name).copy() for name in ("occupancy", "class_grid", "log_odds", "moving")}
+    for k in range(1, 8):  # later results are dropped at once: their memory goes round again
+        fused.update(frame_seeing(free_world, pose(0.5 * k), geometry), pose(0.5 * k), k * DT_NS)
+    for name, value in kept.items():
+        np.testing.assert_array_equal(getattr(first, name), value, err_msg=name)
+    with pytest.raises(ValueError, match="read-only"):
+        first.occupancy[0, 0] = 100
+
+
+def test_a_class_seen_without_evidence_still_names_the_cell():
+    cfg = small_config(decay_per_s=0.0)
+    geometry = frame_geometry()
+    fused = FusedGrid(cfg)
+    fused.update(frame_from_log_odds(np.full((geometry.height, geometry.width), FREE_LO), geometry), pose(), 0)
+    frame = frame_from_log_odds(np.zeros((geometry.height, geometry.width)), geometry)
+    frame.class_grid[2, 3] = CAR  # a class, no evidence: the cell stays free, now named CAR
+    result = fused.update(frame, pose(), DT_NS)
+    x, y = geometry.cell_centers()
+    assert value_at(result, x[2, 3], y[2, 3], "occupancy") == 0
+    assert value_at(result, x[2, 3], y[2, 3], "class_grid") == CAR
+    assert (result.class_grid[result.occupancy == 0] == ROAD).sum() == geometry.num_cells - 1
+
+
 # -- time and bad input ----------------------------------------------------------------------------
 
 def test_time_going_backwards_resets_and_says_so():
