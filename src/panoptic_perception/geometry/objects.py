@@ -88,6 +88,16 @@ class GroundObject:
         return float(math.sqrt(max(np.linalg.eigvalsh(cov)[-1], 0.0)))
 
 
+def footprints_corners(footprints: Sequence[Footprint]) -> np.ndarray:
+    """(n, 4, 2) corners of each footprint, counter-clockwise (Footprint.corners of all at once)."""
+    if len(footprints) == 0:
+        return np.zeros((0, 4, 2))
+    x_m, y_m, length_m, width_m, heading_rad = np.array(
+        [(f.x_m, f.y_m, f.length_m, f.width_m, f.heading_rad) for f in footprints]).T
+    corners_x, corners_y = _corners(x_m, y_m, length_m, width_m, np.cos(heading_rad), np.sin(heading_rad))
+    return np.stack([corners_x, corners_y], 2)
+
+
 def _starts(counts: np.ndarray) -> np.ndarray:
     """Offsets of consecutive groups of the given sizes."""
     return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)

@@ -661,21 +661,30 @@ class FusedGrid:
                      sample: Optional[_FrameSample], canvas: Optional[_FrameCanvas]) -> None:
         """Under moving things the static layer holds what was there before they came (road seen free a
         moment ago): the current frame decides where it sees the cell, and a moving thing's own footprint
-        is occupied where it does not."""
-        for box, inside, grown in footprints:
-            r0, r1, c0, c1 = box
-            if sample is not None:
-                frame_occupancy = sample.take_box(canvas.occupancy, box, OCCUPANCY_UNKNOWN)
-                frame_class = sample.take_box(canvas.class_grid, box, CLASS_UNKNOWN)
-            else:
-                frame_occupancy = np.full(inside.shape, OCCUPANCY_UNKNOWN, dtype=np.int8)
-                frame_class = np.full(inside.shape, CLASS_UNKNOWN, dtype=np.uint8)
+        is occupied where it does not. Whether the frame sees a cell does not depend on the footprint, so
+        all footprints are applied at once on the box that holds them."""
+        box = None
+        for fp_box, _, _ in footprints:
+            box = _union(box, fp_box)
+        r0, r1, c0, c1 = box
+        inside = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+        grown = np.zeros_like(inside)
+        for (f0, f1, g0, g1), fp_inside, fp_grown in footprints:
+            inside[f0 - r0:f1 - r0, g0 - c0:g1 - c0] |= fp_inside
+            grown[f0 - r0:f1 - r0, g0 - c0:g1 - c0] |= fp_grown
+        if sample is not None:
+            frame_occupancy = sample.take_box(canvas.occupancy, box, OCCUPANCY_UNKNOWN)
+            frame_class = sample.take_box(canvas.class_grid, box, CLASS_UNKNOWN)
             seen = frame_occupancy != OCCUPANCY_UNKNOWN
-            now, unseen_thing = grown & seen, inside & ~seen
-            occupancy[r0:r1, c0:c1][now] = frame_occupancy[now]
-            class_grid[r0:r1, c0:c1][now] = frame_class[now]
-            occupancy[r0:r1, c0:c1][unseen_thing] = OCCUPANCY_OCCUPIED
-            class_grid[r0:r1, c0:c1][unseen_thing] = CLASS_UNKNOWN
+        else:
+            seen = np.zeros_like(inside)
+        now, unseen_thing = grown & seen, inside & ~seen
+        window_occupancy, window_class = occupancy[r0:r1, c0:c1], class_grid[r0:r1, c0:c1]
+        if now.any():
+            window_occupancy[now] = frame_occupancy[now]
+            window_class[now] = frame_class[now]
+        window_occupancy[unseen_thing] = OCCUPANCY_OCCUPIED
+        window_class[unseen_thing] = CLASS_UNKNOWN
 
     # -- window --------------------------------------------------------------------------------
 
@@ -750,47 +759,46 @@ class FusedGrid:
         """Per footprint: its window box (its bounding box grown by moving_margin_m), the cells under it,
         and under it grown by moving_margin_m (edges moved out; corners mitred, cut by the box).
 
-        Corners and boxes in Python floats (the same float64 operations as arrays, without a numpy call
-        each), then all footprints with the same number of corners at once, on boxes of the largest size."""
-        margin, res = self._config.moving_margin_m, self._config.resolution_m
-        c, s = math.cos(yaw), math.sin(yaw)
+        Footprints with the same number of corners go through one pass of array arithmetic, on boxes of
+        the largest size (a frame's moving things are a handful of rectangles: one group)."""
         groups: dict = {}
         for polygon in polygons:
-            corners = polygon.tolist()
-            x = [tx + c * px - s * py for px, py in corners]
-            y = [ty + s * px + c * py for px, py in corners]
-            box = self._cells_of_box(min(x) - margin, max(x) + margin, min(y) - margin, max(y) + margin)
-            if box is not None:
-                groups.setdefault(len(corners), []).append((x, y, box))
+            groups.setdefault(len(polygon), []).append(polygon)
         out: List[Footprint] = []
-        for k, group in groups.items():
-            pairs = [(i, (i + 1) % k) for i in range(k)]
-            terms = [[x[i] * y[j] - x[j] * y[i] for i, j in pairs] for x, y, _ in group]
-            twice_area = np.sum(np.array(terms), axis=1).tolist()
-            data, repeated = [], False  # per footprint: corners x, y and edges x, y, counter-clockwise
-            for (x, y, _), area in zip(group, twice_area):
-                if area < 0:  # clockwise: the inside is to the right of each edge
-                    x, y = x[::-1], y[::-1]
-                edge_x, edge_y = [x[j] - x[i] for i, j in pairs], [y[j] - y[i] for i, j in pairs]
-                repeated = repeated or any(a == 0.0 and b == 0.0 for a, b in zip(edge_x, edge_y))
-                data.append([x, y, edge_x, edge_y])
-            data = np.array(data)[:, :, :, None, None]  # [footprint, x / y / edge x / edge y, corner, 1, 1]
-            ax, ay, ex, ey = data[:, 0], data[:, 1], data[:, 2], data[:, 3]
-            length = np.hypot(ex, ey)
-            if repeated:  # a repeated corner: no edge (0 distance passes both tests)
-                length[length == 0.0] = 1.0
-            rows = np.array([[self._origin_cell[1] + box[0].start, self._origin_cell[0] + box[1].start]
-                             for _, _, box in group])
-            size = max(max(box[0].stop - box[0].start, box[1].stop - box[1].start) for _, _, box in group)
-            centres = (rows[:, :, None] + np.arange(size) + 0.5) * res  # [footprint, y / x, cell]
-            # signed distance to each edge's line, positive inside: [footprint, edge, row, col]
-            distance = (ex * (centres[:, None, 0, :, None] - ay) - ey * (centres[:, None, 1, None, :] - ax)) / length
-            inside, grown = (distance >= 0.0).all(1), (distance >= -margin).all(1)
-            for m, (_, _, (box_rows, box_cols)) in enumerate(group):
-                h, w = box_rows.stop - box_rows.start, box_cols.stop - box_cols.start
-                out.append(((box_rows.start, box_rows.stop, box_cols.start, box_cols.stop), inside[m, :h, :w],
-                            grown[m, :h, :w]))
+        for group in groups.values():
+            out += self._moving_masks_of(np.stack(group), yaw, tx, ty)
         return out
+
+    def _moving_masks_of(self, polygons: np.ndarray, yaw: float, tx: float, ty: float) -> List[Footprint]:
+        """_moving_masks of (n, k, 2) footprints with k corners each."""
+        margin, res = self._config.moving_margin_m, self._config.resolution_m
+        c, s = math.cos(yaw), math.sin(yaw)
+        x = tx + c * polygons[:, :, 0] - s * polygons[:, :, 1]  # odom corners (n, k)
+        y = ty + s * polygons[:, :, 0] + c * polygons[:, :, 1]
+        c0 = np.maximum(np.floor((x.min(1) - margin) / res).astype(np.int64) - self._origin_cell[0], 0)
+        c1 = np.minimum(np.ceil((x.max(1) + margin) / res).astype(np.int64) - self._origin_cell[0], self._width)
+        r0 = np.maximum(np.floor((y.min(1) - margin) / res).astype(np.int64) - self._origin_cell[1], 0)
+        r1 = np.minimum(np.ceil((y.max(1) + margin) / res).astype(np.int64) - self._origin_cell[1], self._height)
+        keep = (c0 < c1) & (r0 < r1)
+        if not keep.any():
+            return []
+        x, y, r0, r1, c0, c1 = x[keep], y[keep], r0[keep], r1[keep], c0[keep], c1[keep]
+        # counter-clockwise (positive twice-area): the inside is to the left of each edge
+        twice_area = np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1)
+        clockwise = twice_area < 0
+        x[clockwise], y[clockwise] = x[clockwise, ::-1], y[clockwise, ::-1]
+        edge_x, edge_y = np.roll(x, -1, axis=1) - x, np.roll(y, -1, axis=1) - y
+        length = np.hypot(edge_x, edge_y)
+        length[length == 0.0] = 1.0  # a repeated corner: no edge (0 distance passes both tests)
+        size_rows, size_cols = int((r1 - r0).max()), int((c1 - c0).max())
+        centre_y = (self._origin_cell[1] + r0[:, None] + np.arange(size_rows) + 0.5) * res  # (n, rows)
+        centre_x = (self._origin_cell[0] + c0[:, None] + np.arange(size_cols) + 0.5) * res  # (n, cols)
+        # signed distance to each edge's line, positive inside: (n, k, rows, cols)
+        ex, ey, ax, ay, ln = (v[:, :, None, None] for v in (edge_x, edge_y, x, y, length))
+        distance = (ex * (centre_y[:, None, :, None] - ay) - ey * (centre_x[:, None, None, :] - ax)) / ln
+        inside, grown = (distance >= 0.0).all(1), (distance >= -margin).all(1)
+        return [((b[0], b[1], b[2], b[3]), inside[m, :b[1] - b[0], :b[3] - b[2]], grown[m, :b[1] - b[0], :b[3] - b[2]])
+                for m, b in enumerate(np.stack([r0, r1, c0, c1], 1).tolist())]
 
 
 def _union(a: Optional[Box], b: Box) -> Box:

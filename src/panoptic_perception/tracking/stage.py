@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from panoptic_perception.geometry.objects import GroundObject
+from panoptic_perception.geometry.objects import GroundObject, footprints_corners
 from panoptic_perception.tracking.config import TrackerConfig
 from panoptic_perception.tracking.tracker import CONFIRMED, Track, Tracker
 
@@ -55,7 +55,7 @@ class TrackingStage:
         fused = None
         if self.fused_grid is not None and odom_from_vehicle is not None and grid is not None:
             moving_segments = {t.segment_id for t in tracks if t.is_moving and t.segment_id}
-            footprints = [o.footprint.corners() for o in objects if o.segment_id in moving_segments]
+            footprints = footprints_corners([o.footprint for o in objects if o.segment_id in moving_segments])
             fused = self.fused_grid.update(grid, odom_from_vehicle, stamp_ns, footprints)
         return TrackingResult(tracks, self.tracker.frame or "vehicle", track_of_segment, fused,
                               self.tracker.reset_reason)
