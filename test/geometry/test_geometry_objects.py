@@ -106,3 +106,15 @@ def test_a_footprint_grows_toward_the_camera_only_where_asked():
     assert toward_both.y_m == pytest.approx(-1.1)
     with pytest.raises(ValueError, match="extend_toward_camera"):
         fit_footprints(side, np.array([21]), (0.0, 0.0), [prior], np.zeros((2, 2), dtype=bool))
+
+
+def test_corners_of_many_footprints_are_each_ones_corners():
+    from panoptic_perception.geometry.objects import footprints_corners
+
+    footprints = [Footprint(10.0, -2.0, 4.4, 1.8, 0.3), Footprint(0.0, 0.0, 0.6, 0.6, -1.2),
+                  Footprint(-5.0, 7.0, 12.0, 2.5, 1.5)]
+    corners = footprints_corners(footprints)
+    assert corners.shape == (3, 4, 2)
+    for got, footprint in zip(corners, footprints):
+        np.testing.assert_allclose(got, footprint.corners(), rtol=0, atol=1e-12)
+    assert footprints_corners([]).shape == (0, 4, 2)
