@@ -755,18 +755,15 @@ class FusedGrid:
             return None
         return slice(r0, r1), slice(c0, c1)
 
-    def _moving_masks(self, polygons: Sequence[np.ndarray], yaw: float, tx: float, ty: float) -> List[Footprint]:
+    def _moving_masks(self, polygons: List[np.ndarray], yaw: float, tx: float, ty: float) -> List[Footprint]:
         """Per footprint: its window box (its bounding box grown by moving_margin_m), the cells under it,
         and under it grown by moving_margin_m (edges moved out; corners mitred, cut by the box).
 
-        Footprints with the same number of corners go through one pass of array arithmetic, on boxes of
-        the largest size (a frame's moving things are a handful of rectangles: one group)."""
-        groups: dict = {}
-        for polygon in polygons:
-            groups.setdefault(len(polygon), []).append(polygon)
+        `polygons`: (n, k, 2) corners, one array per corner count (_checked_polygons); each goes through
+        one pass of array arithmetic, on boxes of the largest size."""
         out: List[Footprint] = []
-        for group in groups.values():
-            out += self._moving_masks_of(np.stack(group), yaw, tx, ty)
+        for group in polygons:
+            out += self._moving_masks_of(group, yaw, tx, ty)
         return out
 
     def _moving_masks_of(self, polygons: np.ndarray, yaw: float, tx: float, ty: float) -> List[Footprint]:
@@ -917,13 +914,19 @@ def _checked_stamp(stamp_ns: Any) -> int:
     return int(stamp_ns)
 
 
-def _checked_polygons(footprints: Sequence[Any]) -> List[np.ndarray]:
-    polygons = []
+def _checked_polygons(footprints: Any) -> List[np.ndarray]:
+    """The footprints as arrays of corners, grouped by corner count: one (n, k, 2) array per k (a frame's
+    footprints are usually all rectangles, and come as one such array from the tracking stage)."""
+    if isinstance(footprints, np.ndarray) and footprints.ndim == 3 and footprints.shape[1:2] != (0,):
+        stacked = footprints.astype(np.float64, copy=False)
+        if stacked.shape[1] >= 3 and stacked.shape[2] == 2 and np.isfinite(stacked).all():
+            return [stacked] if len(stacked) else []
+    groups: dict = {}
     for k, footprint in enumerate(footprints):
         polygon = np.asarray(footprint, dtype=np.float64)
         if polygon.ndim != 2 or polygon.shape[1] != 2 or polygon.shape[0] < 3:
             raise InputError(f"moving footprint {k} must be (k >= 3, 2) corners, got shape {polygon.shape}")
         if not np.isfinite(polygon).all():
             raise InputError(f"moving footprint {k} has non-finite corners")
-        polygons.append(polygon)
-    return polygons
+        groups.setdefault(len(polygon), []).append(polygon)
+    return [np.stack(group) for group in groups.values()]
