@@ -646,3 +646,21 @@ def test_a_car_that_drove_on_leaves_no_occupied_cells_behind(drive):
     print(f"{trails} car positions >= 1 s old; occupied cells there without the moving footprints: {trail_cells}")
     assert trails >= 3
     assert trail_cells > 100  # without the moving footprints the cars do leave trails
+
+
+def test_the_known_part_holds_every_known_cell_where_it_is():
+    grid = FusedGrid(small_config())
+    geometry = frame_geometry()
+    result = grid.update(frame_seeing(free_world, pose(1.0, 2.0, 0.3), geometry), pose(1.0, 2.0, 0.3), 0)
+    cells, part = result.known_part()
+    known = result.occupancy != -1
+    assert 0 < cells.size < result.occupancy.size and (cells != -1).sum() == known.sum()
+    # the part's cells are the window's cells at the same odom points
+    rows, cols = np.nonzero(cells != -1)
+    x = part.origin_x_m + (cols + 0.5) * part.resolution_m
+    y = part.origin_y_m + (rows + 0.5) * part.resolution_m
+    occupancy, _ = result.sample(x, y)
+    np.testing.assert_array_equal(occupancy, cells[rows, cols])
+    empty = FusedGrid(small_config()).update(frame_from_log_odds(np.zeros((8, 12)), geometry), pose(), 0)
+    cells, part = empty.known_part()
+    assert cells.shape == (1, 1) and cells[0, 0] == -1 and (part.width, part.height) == (1, 1)

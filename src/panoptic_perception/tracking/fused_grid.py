@@ -141,6 +141,20 @@ class FusedGridResult:
     def __repr__(self) -> str:
         return f"FusedGridResult(stamp_ns={self.stamp_ns}, geometry={self.geometry}, reset={self.reset})"
 
+    def known_part(self) -> Tuple[np.ndarray, GridGeometry]:
+        """The occupancy cut to the bounding box of its known cells, and that box's geometry (odom frame):
+        what is worth sending. A window that knows nothing gives its centre cell, unknown."""
+        known = self.occupancy != OCCUPANCY_UNKNOWN
+        rows, cols = np.flatnonzero(known.any(1)), np.flatnonzero(known.any(0))
+        g = self.geometry
+        if rows.size == 0:
+            r0, r1, c0, c1 = g.height // 2, g.height // 2 + 1, g.width // 2, g.width // 2 + 1
+        else:
+            r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        part = GridGeometry(g.resolution_m, g.origin_x_m + c0 * g.resolution_m, g.origin_y_m + r0 * g.resolution_m,
+                            c1 - c0, r1 - r0)
+        return self.occupancy[r0:r1, c0:c1], part
+
     def sample(self, x_m: np.ndarray, y_m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Occupancy and class at odom points (nearest cell; -1 / 255 outside the window)."""
         row, col, inside = self.geometry.cell_of(x_m, y_m)
