@@ -18,9 +18,8 @@ import numpy as np
 from panoptic_perception.data.panoptic_io import Segment
 from panoptic_perception.data.synth.bev import BevTruth
 from panoptic_perception.errors import InputError
+from panoptic_perception.geometry.grid import OCCUPANCY_OCCUPIED
 from panoptic_perception.labels import LabelSpace
-
-OCCUPIED = 100  # nav_msgs/OccupancyGrid value of an occupied cell
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,8 @@ def score_frame(name: str, occupancy: np.ndarray, class_grid: np.ndarray, truth:
                          f"{footprint_ids.shape} (rows, cols) differ: the grid config must be the drive's")
     names = label_space.names
     is_thing = np.zeros(256, dtype=bool)
-    is_thing[[c.id for c in label_space.categories if c.is_thing]] = True
-    predicted = (occupancy == OCCUPIED) & is_thing[class_grid]
+    is_thing[label_space.thing_ids] = True
+    predicted = (occupancy == OCCUPANCY_OCCUPIED) & is_thing[class_grid]
     category_of = {s.id: s.category_id for s in segments}
     truth_mask = np.isin(footprint_ids, list(category_of)) & (footprint_ids > 0)
     missed: Counter = Counter()

@@ -518,8 +518,7 @@ class GroundProjector:
         axes = fit_axes_batch(points, counts)
         footprints = fit_footprints(points, counts, camera_xy, priors, axes_rad=axes)
         if cut.size:
-            offsets = np.concatenate([[0], np.cumsum(counts)])
-            take = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in cut.tolist()])
+            take = np.flatnonzero(np.isin(np.repeat(np.arange(len(placed)), counts), cut))  # the cut groups' points
             variants = len(_TOWARD_CAMERA)
             regrown = fit_footprints(np.tile(points[take], (variants, 1)), np.tile(counts[cut], variants), camera_xy,
                                      [priors[k] for k in cut.tolist()] * variants,

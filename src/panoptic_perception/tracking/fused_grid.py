@@ -931,7 +931,7 @@ def _checked_stamp(stamp_ns: Any) -> int:
 def _checked_polygons(footprints: Any) -> List[np.ndarray]:
     """The footprints as arrays of corners, grouped by corner count: one (n, k, 2) array per k (a frame's
     footprints are usually all rectangles, and come as one such array from the tracking stage)."""
-    if isinstance(footprints, np.ndarray) and footprints.ndim == 3 and footprints.shape[1:2] != (0,):
+    if isinstance(footprints, np.ndarray) and footprints.ndim == 3:
         stacked = footprints.astype(np.float64, copy=False)
         if stacked.shape[1] >= 3 and stacked.shape[2] == 2 and np.isfinite(stacked).all():
             return [stacked] if len(stacked) else []
