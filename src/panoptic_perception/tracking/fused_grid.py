@@ -34,6 +34,7 @@ from panoptic_perception.geometry.grid import (
 from panoptic_perception.geometry.projection import GridResult
 from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.tracking.ego_motion import check_pose
+from panoptic_perception.tracking.polygon_cells import Box, Lattice, PolygonCells, polygon_cells
 
 DEFAULT_FUSED_GRID_CONFIG = CONFIG_DIR / "fused_grid.yaml"
 
@@ -177,8 +178,6 @@ def planar_pose(odom_from_vehicle: Any) -> Tuple[float, float, float]:
     return math.atan2(pose[1, 0], pose[0, 0]), float(pose[0, 3]), float(pose[1, 3])
 
 
-Box = Tuple[int, int, int, int]  # window rows [r0, r1) and columns [c0, c1)
-Footprint = Tuple[Box, np.ndarray, np.ndarray]  # window box, cells under the footprint, under it grown
 
 
 def _shifted(array: np.ndarray, d_cols: int, d_rows: int, fill: Any) -> np.ndarray:
@@ -517,7 +516,7 @@ class FusedGrid:
         self._stamp_ns = stamp_ns
         self._follow(tx, ty)
 
-        footprints = self._moving_masks(polygons, yaw, tx, ty)
+        moving = self._moving_cells(polygons, yaw, tx, ty)
         whole = self._frame_region(frame.geometry, yaw, tx, ty)
         region = None
         if whole is not None:
@@ -527,13 +526,14 @@ class FusedGrid:
             cells = _cells_with_something(frame)
             if cells is not None:
                 region = self._frame_region(frame.geometry, yaw, tx, ty, cells)
-            for (r0, r1, c0, c1), _, _ in footprints:
+            if moving is not None:
+                r0, r1, c0, c1 = moving.box
                 region = _union_slices(region, (slice(r0, r1), slice(c0, c1)))
             region = _intersection_slices(region, whole)
         self._decay(np.float32(self._config.decay_per_s * dt_s), region)
         sample, canvas, kept_frame = None, None, None
         if region is not None:
-            sample, canvas = self._add_frame(frame, region, footprints, yaw, tx, ty)
+            sample, canvas = self._add_frame(frame, region, moving, yaw, tx, ty)
         if whole is not None:
             if canvas is None:
                 canvas = self._canvas_of(frame)
@@ -542,10 +542,9 @@ class FusedGrid:
         outputs = self._outputs_pool.get(self._box)
         occupancy, class_grid = outputs[0], outputs[1]
         written = self._outputs(occupancy, class_grid)
-        if footprints:
-            self._show_moving(occupancy, class_grid, footprints, sample, canvas)
-            for box, _, _ in footprints:
-                written = _union(written, box)
+        if moving is not None:
+            self._show_moving(occupancy, class_grid, moving, sample, canvas)
+            written = _union(written, moving.box)
         outputs[2] = written
         occupancy.flags.writeable = class_grid.flags.writeable = False
         kept = None if self._box is None else (self._box, self._log_odds)  # the next update writes a new array
@@ -556,7 +555,7 @@ class FusedGrid:
         frame_layers = _lazy_frame_layers(shape, kept_frame)
         return FusedGridResult(occupancy, class_grid, _lazy_log_odds(shape, kept), self.geometry,
                                lambda: frame_layers()[1], lambda: frame_layers()[0],
-                               _lazy_moving(shape, footprints), stamp_ns, went_back)
+                               _lazy_moving(shape, moving), stamp_ns, went_back)
 
     def _decay(self, step: np.float32, region: Optional[Tuple[slice, slice]]) -> None:
         """The box's log-odds moved towards 0 by `step` into a new array, the box grown to hold the region."""
@@ -595,8 +594,8 @@ class FusedGrid:
                 np.copyto(out, self._log_odds)
         self._box, self._log_odds = target, new
 
-    def _add_frame(self, frame: GridResult, region: Tuple[slice, slice], footprints: List[Footprint], yaw: float,
-                   tx: float, ty: float) -> Tuple[_FrameSample, _FrameCanvas]:
+    def _add_frame(self, frame: GridResult, region: Tuple[slice, slice], moving: Optional[PolygonCells],
+                   yaw: float, tx: float, ty: float) -> Tuple[_FrameSample, _FrameCanvas]:
         """The frame's evidence and classes into the static layer over its region, but under moving things."""
         cfg, scratch = self._config, self._scratch
         rows, cols = region
@@ -613,14 +612,12 @@ class FusedGrid:
         np.copyto(window, target)
         window_class = self._class[rows, cols]  # a view: byte loops run as fast on it as on a copy
         # moving things add nothing: their cells keep what they held (decayed), as before the frame
-        held = []
-        for box, _, grown in footprints:
-            part = _within(box, (rows.start, rows.stop, cols.start, cols.stop))
-            if part is not None:
-                in_box, (r, c) = part
-                r = slice(r.start - rows.start, r.stop - rows.start)
-                c = slice(c.start - cols.start, c.stop - cols.start)
-                held.append((r, c, window[r, c].copy(), window_class[r, c].copy(), grown[in_box]))
+        part = None if moving is None else _within(moving.box, (rows.start, rows.stop, cols.start, cols.stop))
+        if part is not None:
+            in_box, (r, c) = part
+            r = slice(r.start - rows.start, r.stop - rows.start)
+            c = slice(c.start - cols.start, c.stop - cols.start)
+            held = (r, c, window[r, c].copy(), window_class[r, c].copy(), moving.grown[in_box])
         if cfg.evidence_weight != 1.0:  # x * 1 is x: no pass for the default
             evidence = np.multiply(evidence, np.float32(cfg.evidence_weight),
                                    out=scratch.get("weighted", (h, w), np.float32))
@@ -634,7 +631,8 @@ class FusedGrid:
         m = np.negative(m, out=scratch.get("known255", (h, w), np.uint8))
         np.bitwise_or(window_class, m, out=m)
         np.minimum(classes, m, out=window_class)
-        for r, c, log_odds, class_grid, grown in held:
+        if part is not None:
+            r, c, log_odds, class_grid, grown = held
             np.copyto(window[r, c], log_odds, where=grown)
             np.copyto(window_class[r, c], class_grid, where=grown)
         np.copyto(target, window)
@@ -671,21 +669,14 @@ class FusedGrid:
         np.bitwise_or(self._class[r0:r1, c0:c1], unknown, out=class_grid[r0:r1, c0:c1])
         return self._box
 
-    def _show_moving(self, occupancy: np.ndarray, class_grid: np.ndarray, footprints: List[Footprint],
+    def _show_moving(self, occupancy: np.ndarray, class_grid: np.ndarray, moving: PolygonCells,
                      sample: Optional[_FrameSample], canvas: Optional[_FrameCanvas]) -> None:
         """Under moving things the static layer holds what was there before they came (road seen free a
         moment ago): the current frame decides where it sees the cell, and a moving thing's own footprint
         is occupied where it does not. Whether the frame sees a cell does not depend on the footprint, so
         all footprints are applied at once on the box that holds them."""
-        box = None
-        for fp_box, _, _ in footprints:
-            box = _union(box, fp_box)
+        box, inside, grown = moving.box, moving.inside, moving.grown
         r0, r1, c0, c1 = box
-        inside = np.zeros((r1 - r0, c1 - c0), dtype=bool)
-        grown = np.zeros_like(inside)
-        for (f0, f1, g0, g1), fp_inside, fp_grown in footprints:
-            inside[f0 - r0:f1 - r0, g0 - c0:g1 - c0] |= fp_inside
-            grown[f0 - r0:f1 - r0, g0 - c0:g1 - c0] |= fp_grown
         if sample is not None:
             frame_occupancy = sample.take_box(canvas.occupancy, box, OCCUPANCY_UNKNOWN)
             frame_class = sample.take_box(canvas.class_grid, box, CLASS_UNKNOWN)
@@ -769,47 +760,12 @@ class FusedGrid:
             return None
         return slice(r0, r1), slice(c0, c1)
 
-    def _moving_masks(self, polygons: List[np.ndarray], yaw: float, tx: float, ty: float) -> List[Footprint]:
-        """Per footprint: its window box (its bounding box grown by moving_margin_m), the cells under it,
-        and under it grown by moving_margin_m (edges moved out; corners mitred, cut by the box).
-
-        `polygons`: (n, k, 2) corners, one array per corner count (_checked_polygons); each goes through
-        one pass of array arithmetic, on boxes of the largest size."""
-        out: List[Footprint] = []
-        for group in polygons:
-            out += self._moving_masks_of(group, yaw, tx, ty)
-        return out
-
-    def _moving_masks_of(self, polygons: np.ndarray, yaw: float, tx: float, ty: float) -> List[Footprint]:
-        """_moving_masks of (n, k, 2) footprints with k corners each."""
-        margin, res = self._config.moving_margin_m, self._config.resolution_m
-        c, s = math.cos(yaw), math.sin(yaw)
-        x = tx + c * polygons[:, :, 0] - s * polygons[:, :, 1]  # odom corners (n, k)
-        y = ty + s * polygons[:, :, 0] + c * polygons[:, :, 1]
-        c0 = np.maximum(np.floor((x.min(1) - margin) / res).astype(np.int64) - self._origin_cell[0], 0)
-        c1 = np.minimum(np.ceil((x.max(1) + margin) / res).astype(np.int64) - self._origin_cell[0], self._width)
-        r0 = np.maximum(np.floor((y.min(1) - margin) / res).astype(np.int64) - self._origin_cell[1], 0)
-        r1 = np.minimum(np.ceil((y.max(1) + margin) / res).astype(np.int64) - self._origin_cell[1], self._height)
-        keep = (c0 < c1) & (r0 < r1)
-        if not keep.any():
-            return []
-        x, y, r0, r1, c0, c1 = x[keep], y[keep], r0[keep], r1[keep], c0[keep], c1[keep]
-        # counter-clockwise (positive twice-area): the inside is to the left of each edge
-        twice_area = np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1)
-        clockwise = twice_area < 0
-        x[clockwise], y[clockwise] = x[clockwise, ::-1], y[clockwise, ::-1]
-        edge_x, edge_y = np.roll(x, -1, axis=1) - x, np.roll(y, -1, axis=1) - y
-        length = np.hypot(edge_x, edge_y)
-        length[length == 0.0] = 1.0  # a repeated corner: no edge (0 distance passes both tests)
-        size_rows, size_cols = int((r1 - r0).max()), int((c1 - c0).max())
-        centre_y = (self._origin_cell[1] + r0[:, None] + np.arange(size_rows) + 0.5) * res  # (n, rows)
-        centre_x = (self._origin_cell[0] + c0[:, None] + np.arange(size_cols) + 0.5) * res  # (n, cols)
-        # signed distance to each edge's line, positive inside: (n, k, rows, cols)
-        ex, ey, ax, ay, ln = (v[:, :, None, None] for v in (edge_x, edge_y, x, y, length))
-        distance = (ex * (centre_y[:, None, :, None] - ay) - ey * (centre_x[:, None, None, :] - ax)) / ln
-        inside, grown = (distance >= 0.0).all(1), (distance >= -margin).all(1)
-        return [((b[0], b[1], b[2], b[3]), inside[m, :b[1] - b[0], :b[3] - b[2]], grown[m, :b[1] - b[0], :b[3] - b[2]])
-                for m, b in enumerate(np.stack([r0, r1, c0, c1], 1).tolist())]
+    def _moving_cells(self, polygons: List[np.ndarray], yaw: float, tx: float, ty: float) -> Optional[PolygonCells]:
+        """Window cells under the moving footprints (vehicle frame, at pose yaw, tx, ty), and under them
+        grown by moving_margin_m (edges moved out; corners mitred, cut by the grown bounding box)."""
+        lattice = Lattice(self._origin_cell[0], self._origin_cell[1], self._width, self._height,
+                          self._config.resolution_m)
+        return polygon_cells(polygons, yaw, tx, ty, lattice, self._config.moving_margin_m)
 
 
 def _union(a: Optional[Box], b: Box) -> Box:
@@ -898,11 +854,12 @@ def _lazy_frame_layers(shape: Tuple[int, int], kept_frame: Optional[tuple]) -> C
     return build
 
 
-def _lazy_moving(shape: Tuple[int, int], footprints: List[Footprint]) -> Callable[[], np.ndarray]:
+def _lazy_moving(shape: Tuple[int, int], moving: Optional[PolygonCells]) -> Callable[[], np.ndarray]:
     def build() -> np.ndarray:
         out = np.zeros(shape, dtype=bool)
-        for (r0, r1, c0, c1), inside, _ in footprints:
-            out[r0:r1, c0:c1] |= inside
+        if moving is not None:
+            r0, r1, c0, c1 = moving.box
+            out[r0:r1, c0:c1] = moving.inside
         return out
     return build
 

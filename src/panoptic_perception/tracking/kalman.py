@@ -27,12 +27,10 @@ def transition_matrix(dt_s: float) -> np.ndarray:
 def process_noise(dt_s: float, acceleration_sigma_mps2: np.ndarray) -> np.ndarray:
     """Q (n, 4, 4) of the discrete white-noise acceleration model, one sigma per track."""
     sigma2 = np.asarray(acceleration_sigma_mps2, dtype=np.float64).reshape(-1) ** 2
-    g = np.array([dt_s * dt_s / 2, dt_s])
-    per_axis = np.outer(g, g)  # (p, v) of one axis
-    q = np.zeros((STATE_DIM, STATE_DIM))
-    for axis in range(2):  # x and y are independent: (x, vx) and (y, vy)
-        idx = np.array([axis, axis + 2])
-        q[np.ix_(idx, idx)] = per_axis
+    g_p, g_v = dt_s * dt_s / 2, dt_s  # G of one axis
+    pp, pv, vv = g_p * g_p, g_p * g_v, g_v * g_v
+    # x and y are independent: (x, vx) and (y, vy) each get G G^T
+    q = np.array([[pp, 0.0, pv, 0.0], [0.0, pp, 0.0, pv], [pv, 0.0, vv, 0.0], [0.0, pv, 0.0, vv]])
     return sigma2[:, None, None] * q
 
 
@@ -60,11 +58,6 @@ def predict(x: np.ndarray, p: np.ndarray, dt_s: float,
     return x_new, p_new
 
 
-def innovation_covariances(p: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """S (n, m, 2, 2) = H P_i H^T + R_j of every track i with every measurement j."""
-    return p[:, None, :2, :2] + r[None, :, :, :]
-
-
 def _inverse_2x2(s: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Inverses and determinants of (..., 2, 2) matrices (closed form: cheaper than a batched solve)."""
     a, b, c, d = s[..., 0, 0], s[..., 0, 1], s[..., 1, 0], s[..., 1, 1]
@@ -79,11 +72,16 @@ def mahalanobis_sq(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -
     Both come from the same innovation covariance S = H P H^T + R; the log-determinant lets an
     assignment use the measurement's negative log-likelihood, which keeps an uncertain coasting
     track (whose wide S makes every measurement look close) from stealing one from a sure track.
+    nu^T S^-1 nu is written out for the 2x2 S = [[a, b], [c, d]]: (d u^2 - (b + c) u v + a v^2) / det S,
+    one pass per term over the (n, m) pairs instead of (n, m, 2, 2) inverses.
     """
-    s = innovation_covariances(p, r)
-    inv, det = _inverse_2x2(s)
-    nu = z[None, :, :] - x[:, None, :2]  # (n, m, 2)
-    d2 = np.einsum("nmi,nmij,nmj->nm", nu, inv, nu)
+    a = p[:, None, 0, 0] + r[None, :, 0, 0]
+    b_plus_c = (p[:, None, 0, 1] + r[None, :, 0, 1]) + (p[:, None, 1, 0] + r[None, :, 1, 0])
+    d = p[:, None, 1, 1] + r[None, :, 1, 1]
+    det = a * d - (p[:, None, 0, 1] + r[None, :, 0, 1]) * (p[:, None, 1, 0] + r[None, :, 1, 0])
+    u = z[None, :, 0] - x[:, None, 0]
+    v = z[None, :, 1] - x[:, None, 1]
+    d2 = (d * u * u - b_plus_c * u * v + a * v * v) / det
     return d2, np.log(det)
 
 

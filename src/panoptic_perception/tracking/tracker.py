@@ -109,16 +109,40 @@ class Track:
                        covariance=tuple(float(v) for v in cov.ravel()))
 
 
-def _object_is_valid(obj: GroundObject) -> bool:
+_VALUES = 11  # x, y, length, width, heading, score, covariance_xy (4), unreliable contact (0 or 1)
+
+
+def _values_of(obj: GroundObject) -> tuple:
     fp = obj.footprint
-    values = (fp.x_m, fp.y_m, fp.length_m, fp.width_m, fp.heading_rad, obj.score) + tuple(obj.covariance_xy)
+    return (fp.x_m, fp.y_m, fp.length_m, fp.width_m, fp.heading_rad, obj.score, *obj.covariance_xy,
+            obj.truncated or not obj.contact_visible)
+
+
+def _object_values(objects: Sequence[GroundObject]) -> Tuple[np.ndarray, np.ndarray]:
+    """The objects' numbers as one (m, _VALUES) array, and which objects are usable: every number finite,
+    sizes positive, the covariance a covariance. An object whose numbers are not numbers (or not
+    four covariance entries) gets a row of NaN."""
+    if len(objects) == 0:
+        return np.zeros((0, _VALUES)), np.zeros(0, dtype=bool)
+    nan_row = (math.nan,) * _VALUES
     try:
-        if not all(math.isfinite(v) for v in values) or len(obj.covariance_xy) != 4:
-            return False
-    except TypeError:
-        return False
-    a, b, c, d = obj.covariance_xy
-    return fp.length_m > 0 and fp.width_m > 0 and a >= 0 and d >= 0 and a * d - b * c >= -1e-12
+        values = np.array([_values_of(o) for o in objects], dtype=np.float64).reshape(len(objects), -1)
+        if values.shape[1] != _VALUES:
+            raise ValueError("covariance_xy of some object is not 4 numbers")
+    except (TypeError, ValueError):  # one at a time, to find which
+        rows = []
+        for o in objects:
+            try:
+                row = np.array(_values_of(o), dtype=np.float64)
+            except (TypeError, ValueError):
+                row = None
+            rows.append(row if row is not None and row.shape == (_VALUES,) else nan_row)
+        values = np.array(rows, dtype=np.float64).reshape(len(objects), _VALUES)
+    a, b, c, d = values[:, 6:10].T
+    with np.errstate(invalid="ignore"):
+        usable = (np.isfinite(values).all(1) & (values[:, 2] > 0) & (values[:, 3] > 0) & (a >= 0) & (d >= 0)
+                  & (a * d - b * c >= -1e-12))
+    return values, usable
 
 
 @dataclass
@@ -194,7 +218,8 @@ class Tracker:
         stamp_ns = int(stamp_ns)
         pose = None if odom_from_vehicle is None else check_pose(odom_from_vehicle)
         frame = FRAME_VEHICLE if pose is None else FRAME_ODOM
-        valid = [o for o in objects if _object_is_valid(o)]
+        values, usable = _object_values(objects)
+        valid = list(objects) if usable.all() else [o for o, ok in zip(objects, usable.tolist()) if ok]
         self.reset_reason = self._reset_reason(stamp_ns, frame)
         if self.reset_reason is not None:
             self.reset()
@@ -204,7 +229,7 @@ class Tracker:
 
         self.skipped_objects = len(objects) - len(valid)
         self.skipped_objects_total += self.skipped_objects
-        z, r, axis = self._measurements(valid, pose)
+        z, r, axis = self._measurements(values[usable], pose)
 
         if len(self._lives) and dt_s > 0:
             self._x, self._p = kalman.predict(self._x, self._p, dt_s, self._accel_sigma)
@@ -238,20 +263,21 @@ class Tracker:
                     f"(the ego pose {'disappeared' if frame == FRAME_VEHICLE else 'appeared'})")
         return None
 
-    def _measurements(self, objects: Sequence[GroundObject],
+    def _measurements(self, values: np.ndarray,
                       pose: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions (m, 2), covariances with the floor (m, 2, 2) and footprint axes (m,) in the tracking frame."""
-        z = np.array([(o.footprint.x_m, o.footprint.y_m) for o in objects], dtype=np.float64).reshape(-1, 2)
-        r = np.array([o.covariance_xy for o in objects], dtype=np.float64).reshape(-1, 2, 2)
+        """Positions (m, 2), covariances with the floor (m, 2, 2) and footprint axes (m,) in the tracking frame,
+        from the objects' values (_object_values)."""
+        z = values[:, :2]
+        r = values[:, 6:10].reshape(-1, 2, 2)
         r = (r + np.swapaxes(r, 1, 2)) / 2
-        axis = np.array([o.footprint.heading_rad for o in objects], dtype=np.float64)
+        axis = values[:, 4]
         if pose is not None:
             j = pose[:2, :2]  # x and y of the vehicle frame's ground plane, seen in odom's x and y
             z = z @ j.T + pose[:2, 3]
             r = j @ r @ j.T
             direction = np.stack([np.cos(axis), np.sin(axis)], 1) @ j.T
             axis = np.arctan2(direction[:, 1], direction[:, 0])
-        unreliable = np.array([o.truncated or not o.contact_visible for o in objects], dtype=bool)
+        unreliable = values[:, 10] != 0
         r = r + np.eye(2) * self.config.measurement_sigma_floor_m ** 2
         r[unreliable] += np.eye(2) * self.config.unreliable_contact_sigma_m ** 2
         return z, r, _wrap_half_pi(axis)
