@@ -26,13 +26,16 @@ def check_pose(pose, what: str = "odom_from_vehicle") -> np.ndarray:
         raise InputError(f"{what} must be a 4x4 matrix, got shape {m.shape}")
     if not np.isfinite(m).all():
         raise InputError(f"{what} has non-finite entries")
-    if np.abs(m[3] - (0.0, 0.0, 0.0, 1.0)).max() > 1e-6:
-        raise InputError(f"{what} last row must be (0, 0, 0, 1), got {m[3].tolist()}")
-    r = m[:3, :3]
-    error = float(np.abs(r.T @ r - np.eye(3)).max())
-    if error > _POSE_TOLERANCE or np.linalg.det(r) <= 0:
+    rows = m.tolist()  # a 4x4 in Python floats: a dozen numpy calls on it would cost more than the arithmetic
+    if max(abs(v - w) for v, w in zip(rows[3], (0.0, 0.0, 0.0, 1.0))) > 1e-6:
+        raise InputError(f"{what} last row must be (0, 0, 0, 1), got {rows[3]}")
+    (a, b, c), (d, e, f), (g, h, i) = (row[:3] for row in rows[:3])
+    columns = ((a, d, g), (b, e, h), (c, f, i))
+    error = max(abs(sum(p * q for p, q in zip(columns[j], columns[k])) - (j == k)) for j in range(3) for k in range(3))
+    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    if error > _POSE_TOLERANCE or det <= 0:
         raise InputError(f"{what} rotation is not a rotation: not orthonormal or a reflection "
-                         f"(|R^T R - I| = {error:.2e}, det = {np.linalg.det(r):.3f})")
+                         f"(|R^T R - I| = {error:.2e}, det = {det:.3f})")
     return m
 
 

@@ -202,7 +202,8 @@ class _Scratch:
         size = math.prod(shape)
         buffer = self._buffers.get(name)
         if buffer is None or buffer.size < size or buffer.dtype != dtype:
-            buffer = self._buffers[name] = np.empty(max(size, 1), dtype=dtype)
+            # a quarter more than asked: a box that grows a little every frame does not allocate every frame
+            buffer = self._buffers[name] = np.empty(max(size + size // 4, 1), dtype=dtype)
         return buffer[:size].reshape(shape)
 
 
@@ -247,7 +248,7 @@ class _Recycler:
         size = math.prod(shape)
         buffer = self._pool.take(lambda b: b.dtype == dtype and b.size >= size)
         if buffer is None:
-            buffer = self._pool.add(np.empty(max(size, 1), dtype=dtype))
+            buffer = self._pool.add(np.empty(max(size + size // 4, 1), dtype=dtype))  # as _Scratch: room to grow
         return buffer[:size].reshape(shape)
 
 
@@ -683,13 +684,14 @@ class FusedGrid:
             seen = frame_occupancy != OCCUPANCY_UNKNOWN
         else:
             seen = np.zeros_like(inside)
-        now, unseen_thing = grown & seen, inside & ~seen
+        now = np.logical_and(grown, seen, out=seen)
+        unseen_thing = inside > now  # inside and not seen: now holds all of inside that is seen
         window_occupancy, window_class = occupancy[r0:r1, c0:c1], class_grid[r0:r1, c0:c1]
-        if now.any():
-            window_occupancy[now] = frame_occupancy[now]
-            window_class[now] = frame_class[now]
-        window_occupancy[unseen_thing] = OCCUPANCY_OCCUPIED
-        window_class[unseen_thing] = CLASS_UNKNOWN
+        if sample is not None:
+            np.copyto(window_occupancy, frame_occupancy, where=now)
+            np.copyto(window_class, frame_class, where=now)
+        np.copyto(window_occupancy, OCCUPANCY_OCCUPIED, where=unseen_thing)
+        np.copyto(window_class, CLASS_UNKNOWN, where=unseen_thing)
 
     # -- window --------------------------------------------------------------------------------
 
@@ -793,10 +795,12 @@ def _cells_with_something(frame: GridResult) -> Optional[Box]:
     """Rows [r0, r1) and columns [c0, c1) of the frame's cells with evidence or a class; None if none."""
     something = frame.log_odds != 0
     something |= frame.class_grid != CLASS_UNKNOWN
-    rows, cols = np.flatnonzero(something.any(1)), np.flatnonzero(something.any(0))
+    rows = np.flatnonzero(something.any(1))
     if rows.size == 0:
         return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(something[r0:r1].any(0))
+    return r0, r1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _outside(box: Box, cut: Optional[Box]) -> List[Box]:

@@ -49,9 +49,9 @@ class PolygonCells:
 class _Runs:
     """Column runs [lo, hi) of window row `row`, per threshold (0: the polygon; 1: grown)."""
 
-    row: np.ndarray  # (m,) window rows
-    lo: np.ndarray  # (2, m) window columns
-    hi: np.ndarray  # (2, m)
+    row: np.ndarray  # (n, rows) window rows of n polygons' boxes
+    lo: np.ndarray  # (2, n, rows) window columns
+    hi: np.ndarray  # (2, n, rows)
 
 
 def polygon_cells(polygons: Sequence[np.ndarray], yaw_rad: float, tx_m: float, ty_m: float, lattice: Lattice,
@@ -65,9 +65,11 @@ def polygon_cells(polygons: Sequence[np.ndarray], yaw_rad: float, tx_m: float, t
             if r is not None]
     if not runs:
         return None
-    row = np.concatenate([r.row for r in runs])
-    lo = np.concatenate([r.lo for r in runs], 1)
-    hi = np.concatenate([r.hi for r in runs], 1)
+    if len(runs) == 1:
+        return _paint(runs[0].row.ravel(), runs[0].lo.reshape(2, -1), runs[0].hi.reshape(2, -1))
+    row = np.concatenate([r.row.ravel() for r in runs])
+    lo = np.concatenate([r.lo.reshape(2, -1) for r in runs], 1)
+    hi = np.concatenate([r.hi.reshape(2, -1) for r in runs], 1)
     return _paint(row, lo, hi)
 
 
@@ -84,14 +86,16 @@ def _runs_of(polygons: np.ndarray, yaw: float, tx: float, ty: float, lattice: La
     stop = np.ceil((np.stack([x.max(1), y.max(1)]) + margin) / res).astype(np.int64) - origin
     (c0, r0), (c1, r1) = np.maximum(start, 0), np.minimum(stop, [[lattice.width], [lattice.height]])
     keep = (c0 < c1) & (r0 < r1)
-    if not keep.any():
-        return None
-    x, y, r0, r1, c0, c1 = x[keep], y[keep], r0[keep], r1[keep], c0[keep], c1[keep]
+    if not keep.all():
+        if not keep.any():
+            return None
+        x, y, r0, r1, c0, c1 = x[keep], y[keep], r0[keep], r1[keep], c0[keep], c1[keep]
     n, k = x.shape
     following = (np.arange(k) + 1) % k  # each corner's next
     # counter-clockwise (positive twice-area): the inside is to the left of each edge
     clockwise = np.sum(x * y[:, following] - x[:, following] * y, axis=1) < 0
-    x[clockwise], y[clockwise] = x[clockwise, ::-1], y[clockwise, ::-1]
+    if clockwise.any():
+        x[clockwise], y[clockwise] = x[clockwise, ::-1], y[clockwise, ::-1]
     edge_x, edge_y = x[:, following] - x, y[:, following] - y
     length = np.hypot(edge_x, edge_y)
     length[length == 0.0] = 1.0  # a repeated corner: no edge (0 distance passes both tests)
@@ -106,14 +110,15 @@ def _runs_of(polygons: np.ndarray, yaw: float, tx: float, ty: float, lattice: La
     threshold = np.repeat([0.0, -margin], n * k * rows)
     terms = (row_term, ey, ax, ln, threshold, base)
     crossing = _predicted_crossing(row_term, threshold, ey, ax, ln, base, width, res)
-    before, at = _accepted(terms, crossing - 1, res), _accepted(terms, crossing, res)
+    before, at = _accepted(terms, crossing - np.arange(1, -1, -1)[:, None], res)
     # ey > 0: accepted left of a column t (a prefix); ey < 0: from t on (a suffix); ey == 0: all or none.
     # The two checked columns pin t when one is accepted and the other is not: t is the crossing.
     end = crossing.astype(np.float64)
-    missed = (before == at) & (ey != 0)
+    rising, level = ey > 0, ey == 0
+    missed = (before == at) > level
     if missed.any():
         # t lies beyond both: enough to know when that side is outside the box, else the row decides
-        right = before == (ey > 0)
+        right = before == rising
         outside = missed & np.where(right, crossing + 1 >= width, crossing - 1 <= 0)
         end[outside] = np.where(right, width, 0.0)[outside]
         missed &= ~outside
@@ -123,16 +128,17 @@ def _runs_of(polygons: np.ndarray, yaw: float, tx: float, ty: float, lattice: La
         every = np.arange(int(row_width.max()))
         accepted = _accepted(tuple(v[entry, None] for v in terms), every, res) & (every < row_width[:, None])
         counted = accepted.sum(1)
-        end[entry] = np.where(ey[entry] < 0, row_width - counted, counted)
-    end = np.clip(end, 0.0, width)
-    lo = np.where(ey < 0, end, 0.0).reshape(shape).max(2)  # (2, n, rows): every edge's run at once
-    hi = np.where(ey > 0, end, np.where((ey == 0) & ~before, 0.0, width)).reshape(shape).min(2)
+        end[entry] = np.where(rising[entry], counted, row_width - counted)
+    # each entry's run [lo, hi): a prefix [0, end), a suffix [end, width), all or none; then every edge's at once
+    lo = np.where(rising | level, 0.0, end).reshape(shape).max(2)
+    hi = np.where(rising, end, width)
+    hi[level > before] = 0.0
+    hi = hi.reshape(shape).min(2)
+    # (2, n, rows): cut by the box, in window columns; rows past a box's end are empty
     row_of = r0[:, None] + np.arange(rows)
-    valid = (row_of < r1[:, None])[None] & (lo < hi)
-    some = valid.any(0)  # rows where either run is not empty
-    lo = (np.where(valid, lo, 0.0).astype(np.int64) + c0[:, None])[:, some]
-    hi = (np.where(valid, hi, 0.0).astype(np.int64) + c0[:, None])[:, some]
-    return _Runs(row_of[some], lo, hi)
+    lo = np.maximum(lo, 0.0).astype(np.int64) + c0[:, None]
+    hi = np.where(row_of < r1[:, None], np.minimum(hi, (c1 - c0)[:, None]), 0).astype(np.int64) + c0[:, None]
+    return _Runs(row_of, lo, hi)
 
 
 def _accepted(terms: Tuple[np.ndarray, ...], col: np.ndarray, res: float) -> np.ndarray:
@@ -155,19 +161,19 @@ def _predicted_crossing(row_term: np.ndarray, threshold: np.ndarray, ey: np.ndar
 
 
 def _paint(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Optional[PolygonCells]:
-    """Both layers from their runs (one run of columns [lo, hi) of a row per polygon and layer)."""
+    """Both layers from their runs: row (m,), lo and hi (2, m), one run of columns [lo, hi) each."""
     nonempty = lo < hi
     if not nonempty.any():
         return None
-    rows = np.broadcast_to(row, lo.shape)
-    r0, r1 = int(rows[nonempty].min()), int(rows[nonempty].max()) + 1
-    c0, c1 = int(lo[nonempty].min()), int(hi[nonempty].max())
+    rows = np.broadcast_to(row, lo.shape)[nonempty]
+    lo, hi = lo[nonempty], hi[nonempty]
+    r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(lo.min()), int(hi.max())
     h, w = r1 - r0, c1 - c0
-    start = (np.arange(2)[:, None] * h + rows - r0) * w + lo - c0  # flat index of each run's first cell
-    start, length = start[nonempty], (hi - lo)[nonempty]
+    layer = np.broadcast_to(np.arange(2)[:, None], nonempty.shape)[nonempty]
+    start = (layer * h + rows - r0) * w + lo - c0  # flat index of each run's first cell
+    length = hi - lo
     # every cell of every run: each run's start, plus 0 ... length - 1
-    offset = np.cumsum(length) - length
-    cells = np.repeat(start - offset, length) + np.arange(int(length.sum()))
+    cells = np.repeat(start - (np.cumsum(length) - length), length) + np.arange(int(length.sum()))
     covered = np.zeros(2 * h * w, dtype=bool)
     covered[cells] = True
     covered = covered.reshape(2, h, w)

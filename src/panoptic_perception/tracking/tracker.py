@@ -26,8 +26,8 @@ caller why the last update reset (None when it did not); the tracker logs nothin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass, fields, replace
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -44,12 +44,12 @@ BIRTH_GUARD_GATES = 2.0  # a sure birth within this many gate distances of a tra
 _INFEASIBLE = 1e9  # cost of a gated-out pair: the assignment takes as many feasible pairs as it can
 
 
-def _wrap_pi(angle_rad: float) -> float:
-    """Angle in [-pi, pi)."""
+def _wrap_pi(angle_rad: Any) -> Any:
+    """Angle in [-pi, pi); of a float or of each of an array (numpy's % takes the divisor's sign, as Python's)."""
     return (angle_rad + math.pi) % (2 * math.pi) - math.pi
 
 
-def _wrap_half_pi(angle_rad: float) -> float:
+def _wrap_half_pi(angle_rad: Any) -> Any:
     """Axis angle in [-pi/2, pi/2)."""
     return (angle_rad + math.pi / 2) % math.pi - math.pi / 2
 
@@ -109,13 +109,27 @@ class Track:
                        covariance=tuple(float(v) for v in cov.ravel()))
 
 
-_VALUES = 11  # x, y, length, width, heading, score, covariance_xy (4), unreliable contact (0 or 1)
+_TRACK_FIELDS = tuple(f.name for f in fields(Track))
+
+
+def _track(values: tuple) -> Track:
+    """Track(*values), without the frozen dataclass's __init__: it sets each of the 21 fields through
+    object.__setattr__, 5 us a track, a quarter millisecond for a frame of 50."""
+    track = object.__new__(Track)
+    track.__dict__.update(zip(_TRACK_FIELDS, values))
+    return track
+
+
+_VALUES = 13  # x, y, length, width, heading, score, covariance_xy (4), unreliable contact, truncated, segment id
+_X, _Y, _LENGTH, _WIDTH, _HEADING, _SCORE = range(6)
+_COVARIANCE = slice(6, 10)
+_UNRELIABLE, _TRUNCATED, _SEGMENT = 10, 11, 12
 
 
 def _values_of(obj: GroundObject) -> tuple:
     fp = obj.footprint
     return (fp.x_m, fp.y_m, fp.length_m, fp.width_m, fp.heading_rad, obj.score, *obj.covariance_xy,
-            obj.truncated or not obj.contact_visible)
+            obj.truncated or not obj.contact_visible, obj.truncated, obj.segment_id)
 
 
 def _object_values(objects: Sequence[GroundObject]) -> Tuple[np.ndarray, np.ndarray]:
@@ -138,31 +152,43 @@ def _object_values(objects: Sequence[GroundObject]) -> Tuple[np.ndarray, np.ndar
                 row = None
             rows.append(row if row is not None and row.shape == (_VALUES,) else nan_row)
         values = np.array(rows, dtype=np.float64).reshape(len(objects), _VALUES)
-    a, b, c, d = values[:, 6:10].T
+    a, b, c, d = values[:, _COVARIANCE].T
     with np.errstate(invalid="ignore"):
-        usable = (np.isfinite(values).all(1) & (values[:, 2] > 0) & (values[:, 3] > 0) & (a >= 0) & (d >= 0)
-                  & (a * d - b * c >= -1e-12))
+        usable = (np.isfinite(values).all(1) & (values[:, _LENGTH] > 0) & (values[:, _WIDTH] > 0) & (a >= 0)
+                  & (d >= 0) & (a * d - b * c >= -1e-12))
     return values, usable
 
 
-@dataclass
-class _Life:
-    """What a track carries besides its Kalman state."""
+_STATUS = (TENTATIVE, CONFIRMED, LOST)  # the codes of _Lives.status
+_TENTATIVE, _CONFIRMED, _LOST = range(3)
 
-    track_id: int
-    class_name: str
-    category: int
-    status: str
-    length_m: float
-    width_m: float
-    axis_c2: float  # smoothed (cos 2a, sin 2a) of the footprint axis a: the mean of an undirected angle
-    axis_s2: float
-    front_rad: Optional[float] = None  # last direction of motion, when it was known
-    age_frames: int = 1
-    hits: int = 1
-    misses: int = 0
-    segment_id: int = 0
-    score: float = 0.0
+
+class _Lives:
+    """What the tracks carry besides their Kalman state: one array per field, a row per track, in the
+    order of the Kalman arrays (which is the order of track ids: births append, deaths keep the order)."""
+
+    _INT = ("track_id", "category", "status", "age_frames", "hits", "misses", "segment_id")
+    # axis_c2, axis_s2: the smoothed (cos 2a, sin 2a) of the footprint axis a, the mean of an undirected
+    # angle; front_rad: the last direction of motion, NaN while it was never known
+    _FLOAT = ("length_m", "width_m", "axis_c2", "axis_s2", "front_rad", "score")
+
+    def __init__(self) -> None:
+        for name in self._INT:
+            setattr(self, name, np.zeros(0, dtype=np.int64))
+        for name in self._FLOAT:
+            setattr(self, name, np.zeros(0))
+        self.class_name = np.zeros(0, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+    def keep(self, keep: np.ndarray) -> None:
+        for name in self._INT + self._FLOAT + ("class_name",):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def append(self, **columns: np.ndarray) -> None:
+        for name, values in columns.items():
+            setattr(self, name, np.concatenate([getattr(self, name), values]))
 
 
 class Tracker:
@@ -186,7 +212,7 @@ class Tracker:
         self._x = np.zeros((0, kalman.STATE_DIM))
         self._p = np.zeros((0, kalman.STATE_DIM, kalman.STATE_DIM))
         self._accel_sigma = np.zeros(0)
-        self._lives: List[_Life] = []
+        self._lives = _Lives()
         self._last_stamp_ns: Optional[int] = None
         self.frame: Optional[str] = None  # odom | vehicle: the frame of the tracks' coordinates
         self.tracks: List[Track] = []
@@ -202,7 +228,7 @@ class Tracker:
 
     def _keep(self, keep: np.ndarray) -> None:
         self._x, self._p, self._accel_sigma = self._x[keep], self._p[keep], self._accel_sigma[keep]
-        self._lives = [life for life, k in zip(self._lives, keep.tolist()) if k]
+        self._lives.keep(keep)
 
     # ------------------------------------------------------------------ one frame
     def update(self, objects: Sequence[GroundObject], stamp_ns: int,
@@ -229,23 +255,24 @@ class Tracker:
 
         self.skipped_objects = len(objects) - len(valid)
         self.skipped_objects_total += self.skipped_objects
-        z, r, axis = self._measurements(values[usable], pose)
+        values = values[usable]
+        z, r, axis = self._measurements(values, pose)
 
-        if len(self._lives) and dt_s > 0:
+        lives = self._lives
+        if len(lives) and dt_s > 0:
             self._x, self._p = kalman.predict(self._x, self._p, dt_s, self._accel_sigma)
-        for life in self._lives:
-            life.age_frames += 1
-            life.segment_id = 0
-        pairs = self._associate(valid, z, r)
-        matched_tracks = np.array([t for t, _ in pairs], dtype=np.int64)
-        matched_objects = np.array([o for _, o in pairs], dtype=np.int64)
-        if len(pairs):
+        lives.age_frames += 1
+        lives.segment_id[:] = 0
+        object_class = np.array([o.class_name for o in valid], dtype=object)
+        matched_tracks, matched_objects = self._associate(object_class, z, r)
+        if len(matched_tracks):
             self._x[matched_tracks], self._p[matched_tracks] = kalman.update(
                 self._x[matched_tracks], self._p[matched_tracks], z[matched_objects], r[matched_objects])
-        for t, o in pairs:
-            self._hit(self._lives[t], valid[o], float(axis[o]))
+            self._hit(matched_tracks, values[matched_objects], axis[matched_objects])
         self._miss_unmatched(matched_tracks)
-        self._start_tracks(valid, z, r, axis, set(matched_objects.tolist()))
+        unmatched = np.ones(len(values), dtype=bool)
+        unmatched[matched_objects] = False
+        self._start_tracks(valid, values, z, r, axis, unmatched)
         self.tracks = self._outputs()
         return self.tracks
 
@@ -267,94 +294,94 @@ class Tracker:
                       pose: Optional[np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions (m, 2), covariances with the floor (m, 2, 2) and footprint axes (m,) in the tracking frame,
         from the objects' values (_object_values)."""
-        z = values[:, :2]
-        r = values[:, 6:10].reshape(-1, 2, 2)
+        z = values[:, [_X, _Y]]
+        r = values[:, _COVARIANCE].reshape(-1, 2, 2)
         r = (r + np.swapaxes(r, 1, 2)) / 2
-        axis = values[:, 4]
+        axis = values[:, _HEADING]
         if pose is not None:
             j = pose[:2, :2]  # x and y of the vehicle frame's ground plane, seen in odom's x and y
             z = z @ j.T + pose[:2, 3]
             r = j @ r @ j.T
             direction = np.stack([np.cos(axis), np.sin(axis)], 1) @ j.T
             axis = np.arctan2(direction[:, 1], direction[:, 0])
-        unreliable = values[:, 10] != 0
+        unreliable = values[:, _UNRELIABLE] != 0
         r = r + np.eye(2) * self.config.measurement_sigma_floor_m ** 2
         r[unreliable] += np.eye(2) * self.config.unreliable_contact_sigma_m ** 2
         return z, r, _wrap_half_pi(axis)
 
-    def _associate(self, objects: Sequence[GroundObject], z: np.ndarray, r: np.ndarray) -> List[Tuple[int, int]]:
-        """(track index, object index) pairs: per class, the assignment of least total cost inside the gate.
+    def _associate(self, object_class: np.ndarray, z: np.ndarray, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Matched (track indices, object indices): per class, the assignment of least total cost inside the gate.
 
         Established (confirmed or lost) tracks are matched first, tentative ones to what is left: a
         tentative track born of one outlying detection next to a track that missed it would
         otherwise compete with that track for the object's next detections, and the two could take
         turns forever, neither missing misses_to_delete frames in a row.
         """
-        pairs: List[Tuple[int, int]] = []
-        if not objects or not self._lives:
-            return pairs
-        track_class = np.array([life.class_name for life in self._lives], dtype=object)
-        tentative = np.array([life.status == TENTATIVE for life in self._lives])
-        object_class = np.array([o.class_name for o in objects], dtype=object)
-        free = np.ones(len(objects), dtype=bool)
-        for stage in (~tentative, tentative):
-            for name in sorted(set(track_class[stage].tolist()) & set(object_class[free].tolist())):
-                found = self._assign(np.flatnonzero(stage & (track_class == name)),
-                                     np.flatnonzero(free & (object_class == name)), z, r)
-                pairs.extend(found)
-                free[[o for _, o in found]] = False
-        return pairs
+        tracks: List[np.ndarray] = []
+        objects: List[np.ndarray] = []
+        if len(object_class) and len(self._lives):
+            track_class = self._lives.class_name
+            tentative = self._lives.status == _TENTATIVE
+            free = np.ones(len(object_class), dtype=bool)
+            for stage in (~tentative, tentative):
+                for name in sorted(set(track_class[stage].tolist()) & set(object_class[free].tolist())):
+                    ti, oi = self._assign(np.flatnonzero(stage & (track_class == name)),
+                                          np.flatnonzero(free & (object_class == name)), z, r)
+                    tracks.append(ti)
+                    objects.append(oi)
+                    free[oi] = False
+        if not tracks:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(tracks), np.concatenate(objects)
 
-    def _assign(self, ti: np.ndarray, oi: np.ndarray, z: np.ndarray, r: np.ndarray) -> List[Tuple[int, int]]:
-        """Least-cost pairs of tracks ti and objects oi inside the gate."""
+    def _assign(self, ti: np.ndarray, oi: np.ndarray, z: np.ndarray, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Least-cost pairs (tracks, objects) of tracks ti and objects oi inside the gate."""
         d2, log_det = kalman.mahalanobis_sq(self._x[ti], self._p[ti], z[oi], r[oi])
         inside = d2 <= self.config.gate_chi2
         if not inside.any():
-            return []
+            return ti[:0], oi[:0]
         # d^2 + ln det S: twice the negative log-likelihood, up to a constant
         cost = np.where(inside, d2 + log_det, _INFEASIBLE)
         rows, cols = linear_sum_assignment(cost)
-        return [(int(ti[a]), int(oi[b])) for a, b in zip(rows, cols) if inside[a, b]]
+        kept = inside[rows, cols]
+        return ti[rows[kept]], oi[cols[kept]]
 
-    def _smoothing(self, life: _Life) -> float:
+    def _hit(self, tracks: np.ndarray, values: np.ndarray, axis_rad: np.ndarray) -> None:
+        """Tracks `tracks` matched objects with these values and axes (tracking frame)."""
+        lives, cfg = self._lives, self.config
+        lives.hits[tracks] += 1
+        lives.misses[tracks] = 0
+        lives.segment_id[tracks] = values[:, _SEGMENT].astype(np.int64)
+        lives.score[tracks] = values[:, _SCORE]
+        status = lives.status[tracks]
+        confirm = (status == _LOST) | ((status == _TENTATIVE) & (lives.hits[tracks] >= cfg.hits_to_confirm))
+        lives.status[tracks] = np.where(confirm, _CONFIRMED, status)
+        whole = values[:, _TRUNCATED] == 0  # a mask cut by the image border gives a footprint too small
+        tracks, values, axis_rad = tracks[whole], values[whole], axis_rad[whole]
         # the first few measurements are averaged equally, later ones enter with a fixed weight
-        return max(1.0 / life.hits, self.config.size_smoothing)
-
-    def _hit(self, life: _Life, obj: GroundObject, axis_rad: float) -> None:
-        life.hits += 1
-        life.misses = 0
-        life.segment_id = int(obj.segment_id)
-        life.score = float(obj.score)
-        if life.status == LOST or (life.status == TENTATIVE and life.hits >= self.config.hits_to_confirm):
-            life.status = CONFIRMED
-        if not obj.truncated:  # a mask cut by the image border gives a footprint too small
-            w = self._smoothing(life)
-            life.length_m += w * (obj.footprint.length_m - life.length_m)
-            life.width_m += w * (obj.footprint.width_m - life.width_m)
-            life.axis_c2 += w * (math.cos(2 * axis_rad) - life.axis_c2)
-            life.axis_s2 += w * (math.sin(2 * axis_rad) - life.axis_s2)
+        w = np.maximum(1.0 / lives.hits[tracks], cfg.size_smoothing)
+        for name, measured in (("length_m", values[:, _LENGTH]), ("width_m", values[:, _WIDTH]),
+                               ("axis_c2", np.cos(2 * axis_rad)), ("axis_s2", np.sin(2 * axis_rad))):
+            column = getattr(lives, name)
+            column[tracks] += w * (measured - column[tracks])
 
     def _miss_unmatched(self, matched_tracks: np.ndarray) -> None:
-        keep = np.ones(len(self._lives), dtype=bool)
-        keep[matched_tracks] = False
-        for t in np.flatnonzero(keep).tolist():
-            life = self._lives[t]
-            life.misses += 1
-            if life.status == TENTATIVE or life.misses >= self.config.misses_to_delete:
-                keep[t] = False
-            else:
-                keep[t] = True
-                life.status = LOST
-        keep[matched_tracks] = True
-        self._keep(keep)
+        lives = self._lives
+        missed = np.ones(len(lives), dtype=bool)
+        missed[matched_tracks] = False
+        lives.misses[missed] += 1
+        dropped = missed & ((lives.status == _TENTATIVE) | (lives.misses >= self.config.misses_to_delete))
+        lives.status[missed & ~dropped] = _LOST
+        if dropped.any():
+            self._keep(~dropped)
 
-    def _start_tracks(self, objects: Sequence[GroundObject], z: np.ndarray, r: np.ndarray, axis: np.ndarray,
-                      matched: set) -> None:
-        new = [k for k, o in enumerate(objects)
-               if k not in matched and o.score >= self.config.for_class(o.class_name).min_score]
+    def _start_tracks(self, objects: Sequence[GroundObject], values: np.ndarray, z: np.ndarray, r: np.ndarray,
+                      axis: np.ndarray, unmatched: np.ndarray) -> None:
+        cfg = self.config
+        new = [k for k in np.flatnonzero(unmatched).tolist()
+               if objects[k].score >= cfg.for_class(objects[k].class_name).min_score]
         if not new:
             return
-        cfg = self.config
         params = [cfg.for_class(objects[k].class_name) for k in new]
         velocity_sigma = np.array([p.initial_velocity_sigma_mps for p in params])
         accel_sigma = np.array([p.acceleration_sigma_mps2 for p in params])
@@ -366,15 +393,18 @@ class Tracker:
         self._x = np.concatenate([self._x, x])
         self._p = np.concatenate([self._p, p])
         self._accel_sigma = np.concatenate([self._accel_sigma, accel_sigma])
-        for k, confirmed in zip(new, sure):
-            obj = objects[k]
-            self._lives.append(_Life(
-                track_id=self._next_id, class_name=obj.class_name, category=int(obj.category),
-                status=CONFIRMED if cfg.hits_to_confirm <= 1 or confirmed else TENTATIVE,
-                length_m=float(obj.footprint.length_m), width_m=float(obj.footprint.width_m),
-                axis_c2=math.cos(2 * axis[k]), axis_s2=math.sin(2 * axis[k]),
-                segment_id=int(obj.segment_id), score=float(obj.score)))
-            self._next_id += 1
+        born = values[new]
+        count = len(new)
+        self._lives.append(
+            track_id=np.arange(self._next_id, self._next_id + count),
+            category=np.array([int(objects[k].category) for k in new], dtype=np.int64),
+            class_name=np.array([objects[k].class_name for k in new], dtype=object),
+            status=np.where((cfg.hits_to_confirm <= 1) | np.array(sure, dtype=bool), _CONFIRMED, _TENTATIVE),
+            length_m=born[:, _LENGTH], width_m=born[:, _WIDTH], axis_c2=np.cos(2 * axis[new]),
+            axis_s2=np.sin(2 * axis[new]), front_rad=np.full(count, math.nan), age_frames=np.ones(count, np.int64),
+            hits=np.ones(count, np.int64), misses=np.zeros(count, np.int64),
+            segment_id=born[:, _SEGMENT].astype(np.int64), score=born[:, _SCORE])
+        self._next_id += count
 
     def _sure_births(self, objects: Sequence[GroundObject], new: List[int], z: np.ndarray,
                      r: np.ndarray) -> List[bool]:
@@ -386,10 +416,10 @@ class Tracker:
         sigma = self.config.confirm_at_birth_max_sigma_m
         sure = [least is not None and objects[k].score >= least and objects[k].contact_visible
                 and not objects[k].truncated and objects[k].position_sigma_m <= sigma for k in new]
-        missed = np.array([life.misses > 0 for life in self._lives], dtype=bool)
+        missed = self._lives.misses > 0
         if not any(sure) or not missed.any():
             return sure
-        missed_class = np.array([life.class_name for life in self._lives], dtype=object)[missed]
+        missed_class = self._lives.class_name[missed]
         d2, _ = kalman.mahalanobis_sq(self._x[missed], self._p[missed], z[new], r[new])
         near = d2 <= BIRTH_GUARD_GATES ** 2 * self.config.gate_chi2  # (missed tracks, births)
         for j, k in enumerate(new):
@@ -417,25 +447,22 @@ class Tracker:
         speed_sigma = np.sqrt(np.maximum(np.where(along, along_var, largest), 0.0))
         # moving clearly faster than the velocity's noise: the direction of travel is the heading
         significant = speed > cfg.significant_speed_sigmas * speed_sigma
-        moving = (significant & (speed > cfg.moving_speed_mps)).tolist()
-        travel = (significant & (speed >= cfg.heading_min_speed_mps)).tolist()
-        states, covariances = self._x.tolist(), self._p.reshape(n, -1).tolist()
-        out = []
-        for k, life in enumerate(self._lives):
-            x_m, y_m, vx_k, vy_k = states[k]
-            axis = _wrap_half_pi(0.5 * math.atan2(life.axis_s2, life.axis_c2))
-            if travel[k]:
-                heading = life.front_rad = _wrap_pi(math.atan2(vy_k, vx_k))
-            elif life.front_rad is None:
-                heading = axis
-            else:  # the footprint's axis, turned to the side of the last known direction of travel
-                heading = _wrap_pi(axis if math.cos(axis - life.front_rad) >= 0 else axis + math.pi)
-            out.append(Track(
-                track_id=life.track_id, class_name=life.class_name, category=life.category, status=life.status,
-                x_m=x_m, y_m=y_m, vx_mps=vx_k, vy_mps=vy_k, speed_mps=float(speed[k]),
-                speed_sigma_mps=float(speed_sigma[k]), is_moving=moving[k], heading_rad=heading,
-                front_known=life.front_rad is not None, length_m=life.length_m, width_m=life.width_m,
-                covariance=tuple(covariances[k]), age_frames=life.age_frames, hits=life.hits,
-                misses=life.misses, segment_id=life.segment_id, score=life.score))
-        out.sort(key=lambda t: t.track_id)
-        return out
+        moving = significant & (speed > cfg.moving_speed_mps)
+        travel = significant & (speed >= cfg.heading_min_speed_mps)
+        lives = self._lives
+        # the footprint's axis: half the angle of the smoothed (cos 2a, sin 2a), in [-pi/2, pi/2)
+        axis = _wrap_half_pi(0.5 * np.arctan2(lives.axis_s2, lives.axis_c2))
+        travelled = _wrap_pi(np.arctan2(vy, vx))
+        front = lives.front_rad = np.where(travel, travelled, lives.front_rad)
+        # not moving now: the footprint's axis, turned to the side of the last known direction of travel
+        heading = np.where(travel, travelled, np.where(np.isnan(front), axis, _wrap_pi(
+            np.where(np.cos(axis - front) >= 0, axis, axis + math.pi))))
+        status = [_STATUS[code] for code in lives.status.tolist()]
+        covariances = [tuple(c) for c in self._p.reshape(n, -1).tolist()]
+        columns = (lives.track_id.tolist(), lives.class_name.tolist(), lives.category.tolist(), status,
+                   *self._x.T.tolist(), speed.tolist(), speed_sigma.tolist(), moving.tolist(), heading.tolist(),
+                   (~np.isnan(front)).tolist(), lives.length_m.tolist(), lives.width_m.tolist(), covariances,
+                   lives.age_frames.tolist(), lives.hits.tolist(), lives.misses.tolist(), lives.segment_id.tolist(),
+                   lives.score.tolist())
+        return [_track(values) for values in zip(*columns)]  # in the order of track ids, as the rows are
+
