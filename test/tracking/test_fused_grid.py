@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from polygon_reference import per_cell_masks
 
 from panoptic_perception.config import from_dict, to_dict
 from panoptic_perception.errors import ConfigError, InputError
@@ -304,17 +305,10 @@ class WholeWindowFusedGrid:
         g = self.geometry()
         x, y = g.cell_centers()
         c, s = math.cos(yaw), math.sin(yaw)
-        moving = np.zeros(x.shape, dtype=bool)
-        masked = np.zeros(x.shape, dtype=bool)
-        for polygon in polygons:
-            odom = np.stack([tx + c * polygon[:, 0] - s * polygon[:, 1], ty + s * polygon[:, 0] + c * polygon[:, 1]], 1)
-            # within the footprint's bounding box grown by the margin (the grown polygon's mitred
-            # corners reach a little beyond it)
-            lo, hi = odom.min(0) - cfg.moving_margin_m, odom.max(0) + cfg.moving_margin_m
-            near = ((x >= math.floor(lo[0] / res) * res) & (x <= math.ceil(hi[0] / res) * res)
-                    & (y >= math.floor(lo[1] / res) * res) & (y <= math.ceil(hi[1] / res) * res))
-            moving |= near & self.polygon_mask(x, y, odom, 0.0)
-            masked |= near & self.polygon_mask(x, y, odom, cfg.moving_margin_m)
+        # cells under the footprints, and under them grown by the margin, one cell at a time
+        moving, masked = per_cell_masks([np.asarray(p, dtype=np.float64) for p in polygons], yaw, tx, ty,
+                                        self.origin[0], self.origin[1], self.width, self.height, res,
+                                        cfg.moving_margin_m)
         dx, dy = x - tx, y - ty
         f_row, f_col, seen = frame.geometry.cell_of(c * dx + s * dy, -s * dx + c * dy)
         frame_log_odds = np.where(seen, frame.log_odds[f_row, f_col], 0.0).astype(np.float32)
@@ -341,19 +335,6 @@ class WholeWindowFusedGrid:
     def geometry(self) -> GridGeometry:
         res = self.cfg.resolution_m
         return GridGeometry(res, self.origin[0] * res, self.origin[1] * res, self.width, self.height)
-
-    @staticmethod
-    def polygon_mask(x, y, polygon, margin_m):
-        area2 = np.sum(polygon[:, 0] * np.roll(polygon[:, 1], -1) - np.roll(polygon[:, 0], -1) * polygon[:, 1])
-        if area2 < 0:
-            polygon = polygon[::-1]
-        inside = np.ones(x.shape, dtype=bool)
-        for a, b in zip(polygon, np.roll(polygon, -1, axis=0)):
-            edge = b - a
-            length = float(np.hypot(*edge))
-            if length > 0.0:
-                inside &= (edge[0] * (y - a[1]) - edge[1] * (x - a[0])) / length >= -margin_m
-        return inside
 
 
 def random_frame(rng, geometry: GridGeometry, dtype=np.float32) -> GridResult:

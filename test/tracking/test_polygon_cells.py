@@ -1,41 +1,20 @@
-"""polygon_cells: the cells under convex polygons, against the per-cell test written out cell by cell."""
+"""polygon_cells: the cells under convex polygons, against the per-cell test written out cell by cell
+(test/support/polygon_reference.py)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 import pytest
+from polygon_reference import per_cell_masks
 
-from panoptic_perception.tracking import polygon_cells as pc
+from panoptic_perception.errors import InputError
 from panoptic_perception.tracking.polygon_cells import Lattice, polygon_cells
 
 
 def per_cell(polygons, yaw, tx, ty, lattice: Lattice, margin: float):
-    """Whole-window masks (inside, grown): every cell of every polygon's clipped box tested on its own."""
-    res = lattice.resolution_m
-    inside = np.zeros((lattice.height, lattice.width), dtype=bool)
-    grown = np.zeros_like(inside)
-    c, s = math.cos(yaw), math.sin(yaw)
-    for polygon in polygons:
-        x = tx + c * polygon[:, 0] - s * polygon[:, 1]
-        y = ty + s * polygon[:, 0] + c * polygon[:, 1]
-        c0 = max(math.floor((x.min() - margin) / res) - lattice.origin_col, 0)
-        c1 = min(math.ceil((x.max() + margin) / res) - lattice.origin_col, lattice.width)
-        r0 = max(math.floor((y.min() - margin) / res) - lattice.origin_row, 0)
-        r1 = min(math.ceil((y.max() + margin) / res) - lattice.origin_row, lattice.height)
-        if np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y) < 0:
-            x, y = x[::-1], y[::-1]
-        for row in range(r0, r1):
-            for col in range(c0, c1):
-                cx, cy = (lattice.origin_col + col + 0.5) * res, (lattice.origin_row + row + 0.5) * res
-                distances = []
-                for k in range(len(x)):
-                    ex, ey = x[(k + 1) % len(x)] - x[k], y[(k + 1) % len(x)] - y[k]
-                    length = math.hypot(ex, ey) or 1.0
-                    distances.append((ex * (cy - y[k]) - ey * (cx - x[k])) / length)
-                inside[row, col] |= min(distances) >= 0.0
-                grown[row, col] |= min(distances) >= -margin
-    return inside, grown
+    return per_cell_masks(polygons, yaw, tx, ty, lattice.origin_col, lattice.origin_row, lattice.width,
+                          lattice.height, lattice.resolution_m, margin)
 
 
 def whole(cells, lattice: Lattice):
@@ -66,9 +45,11 @@ def check(polygons, yaw, tx, ty, lattice, margin):
     inside, grown = whole(cells, lattice)
     np.testing.assert_array_equal(inside, expected_inside)
     np.testing.assert_array_equal(grown, expected_grown)
-    if cells is not None:  # the box is tight: something on each of its sides
-        assert grown[cells.box[0]].any() and grown[cells.box[1] - 1].any()
-        assert grown[:, cells.box[2]].any() and grown[:, cells.box[3] - 1].any()
+    if cells is not None:  # the box holds the cells, within the window
+        r0, r1, c0, c1 = cells.box
+        rows, cols = np.flatnonzero(expected_grown.any(1)), np.flatnonzero(expected_grown.any(0))
+        assert 0 <= r0 <= rows[0] and rows[-1] < r1 <= lattice.height
+        assert 0 <= c0 <= cols[0] and cols[-1] < c1 <= lattice.width
     return expected_grown.sum()
 
 
@@ -109,24 +90,25 @@ def test_nearly_horizontal_and_vertical_edges():
     check(polygons, 1e-13, 0.1, 0.1, lattice, 0.0)
 
 
-def test_a_wrong_crossing_prediction_is_caught_and_the_row_tested_cell_by_cell(monkeypatch):
-    """The prediction only saves work: whatever it says, the runs are the per-cell test's."""
-    rng = np.random.default_rng(7)
-    real = pc._predicted_crossing
-    wrong = []
+def test_long_polygons_use_fewer_fraction_bits_and_absurd_ones_are_refused():
+    lattice = Lattice(-100, -100, 200, 200, 0.2)
+    # a 2 km strip across the window: its corners lie thousands of cells from the box
+    long = [np.array([[-1000.0, 0.0], [1000.0, 0.3], [1000.0, 2.3], [-1000.0, 2.0]]),
+            rectangle(3.0, -2.0, 4.4, 1.8, 0.4)]
+    assert check(long, 0.2, 1.0, 1.0, lattice, 0.5) > 0
+    with pytest.raises(InputError, match="far too large"):
+        polygon_cells(grouped([np.array([[0.0, 0.0], [1e9, 0.0], [0.0, 1.0]])]), 0.0, 0.0, 0.0, lattice, 0.5)
 
-    def off_by_some(*args):
-        crossing = real(*args)
-        shift = rng.integers(-6, 7, crossing.shape)
-        wrong.append(int((shift != 0).sum()))
-        return crossing + shift
 
-    monkeypatch.setattr(pc, "_predicted_crossing", off_by_some)
-    lattice = Lattice(-30, -30, 60, 60, 0.2)
-    polygons = [rectangle(*rng.uniform(-3, 3, 2), rng.uniform(1, 5), rng.uniform(0.5, 2), rng.uniform(-4, 4))
-                for _ in range(10)]
-    assert check(polygons, 0.3, 0.5, -0.2, lattice, 0.5) > 0
-    assert sum(wrong) > 100
+def test_geometry_cells_of_a_rotated_car():
+    """Independent of the integers: a 4 m x 2 m car at 30 degrees on 0.1 m cells covers its area in cells,
+    within a cell's width along its outline; the grown one its grown area."""
+    lattice = Lattice(-100, -100, 200, 200, 0.1)
+    cells = polygon_cells(grouped([rectangle(1.0, 2.0, 4.0, 2.0, math.radians(30))]), 0.0, 0.0, 0.0, lattice, 0.5)
+    area_cells = 4.0 * 2.0 / 0.01
+    assert abs(cells.inside.sum() - area_cells) < 12.0 / 0.1  # perimeter x one cell
+    grown_area = (4.0 + 1.0) * (2.0 + 1.0) / 0.01  # mitred corners: the rectangle grown by 0.5 m each side
+    assert abs(cells.grown.sum() - grown_area) < 16.0 / 0.1
 
 
 def test_polygons_off_the_window_give_nothing_and_those_across_its_edge_are_cut():

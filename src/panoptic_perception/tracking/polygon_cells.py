@@ -1,17 +1,16 @@
 """Cells of a grid window under convex polygons (the fused grid's moving footprints), all at once.
 
-A cell is under a polygon when its centre is on the inner side of every edge: the signed distance
-(e_x (y - a_y) - e_y (x - a_x)) / |e| from the edge's line, in float64, is >= 0 (>= -margin for the
-polygon grown by the margin, whose corners are mitred and cut by its bounding box). Testing every
-cell of every polygon's box against every edge costs polygons x edges x cells passes of float
-arithmetic. Along one row of cells, one edge accepts a run of columns (a prefix or a suffix) that
-ends where the distance crosses the threshold. That crossing is predicted from the line's equation
-and then confirmed by the per-cell float64 expression on the four columns around it: rounding is
-monotone (a larger operand never gives a smaller rounded result), so along a row the computed
-distance is monotone in the column, and a change seen among the four fixes the run exactly as the
-per-cell test draws it. Where the prediction misses (a nearly horizontal edge, far off its line) the
-row is tested cell by cell. A row's run under a polygon is the intersection of its edges' runs; the
-union over polygons is painted by +1 / -1 at the runs' ends and a running sum along each row.
+Geometry is exact integer arithmetic on a fixed-point lattice. Each polygon's box is its bounding
+box grown by the margin, in whole cells, cut by the window; its corners are placed in the box's
+cell coordinates and rounded to 1 / 2**q of a cell (q = 16, fewer for a polygon so large that
+int64 products would overflow: _fraction_bits). A cell of the box is under the polygon when its
+centre is on the inner side of every edge: E = e_x (y - a_y) - e_y (x - a_x) >= 0 for each edge
+a -> a + e of the counter-clockwise polygon, all in those integers; it is under the polygon grown
+by the margin when E >= -round(margin |e|), every edge moved out by the margin (corners mitred,
+cut by the box). E is linear in the column, so along one row of cells an edge accepts a run of
+columns (a prefix or a suffix) that one floor division finds exactly; a row's run is the
+intersection of its edges' runs, and the union over polygons is painted from the runs. Testing
+every cell against every edge instead costs polygons x edges x cells.
 """
 from __future__ import annotations
 
@@ -21,7 +20,11 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from panoptic_perception.errors import InputError
+
 Box = Tuple[int, int, int, int]  # window rows [r0, r1) and columns [c0, c1)
+_FRACTION_BITS = 16  # corners are rounded to 1 / 2**16 of a cell
+_COORDINATE_BITS = 29  # fixed-point coordinates stay below 2**29: E's products below 2**60, within int64
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,10 @@ class PolygonCells:
 class _Runs:
     """Column runs [lo, hi) of window row `row`, per threshold (0: the polygon; 1: grown)."""
 
-    row: np.ndarray  # (n, rows) window rows of n polygons' boxes
-    lo: np.ndarray  # (2, n, rows) window columns
-    hi: np.ndarray  # (2, n, rows)
+    row: np.ndarray  # (m,) window rows
+    lo: np.ndarray  # (2, m) window columns
+    hi: np.ndarray  # (2, m)
+    box: Box  # the union of the polygons' boxes
 
 
 def polygon_cells(polygons: Sequence[np.ndarray], yaw_rad: float, tx_m: float, ty_m: float, lattice: Lattice,
@@ -66,11 +70,18 @@ def polygon_cells(polygons: Sequence[np.ndarray], yaw_rad: float, tx_m: float, t
     if not runs:
         return None
     if len(runs) == 1:
-        return _paint(runs[0].row.ravel(), runs[0].lo.reshape(2, -1), runs[0].hi.reshape(2, -1))
-    row = np.concatenate([r.row.ravel() for r in runs])
-    lo = np.concatenate([r.lo.reshape(2, -1) for r in runs], 1)
-    hi = np.concatenate([r.hi.reshape(2, -1) for r in runs], 1)
-    return _paint(row, lo, hi)
+        return _paint(runs[0])
+    boxes = [r.box for r in runs]
+    return _paint(_Runs(np.concatenate([r.row for r in runs]), np.concatenate([r.lo for r in runs], 1),
+                        np.concatenate([r.hi for r in runs], 1),
+                        (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes),
+                         max(b[3] for b in boxes))))
+
+
+def fraction_bits(extent_cells: np.ndarray) -> np.ndarray:
+    """q per polygon: 16, or fewer so that coordinates up to extent_cells stay below 2**29 in units of
+    2**-q cells (then every product of E is below 2**60)."""
+    return np.minimum(_FRACTION_BITS, _COORDINATE_BITS - np.frexp(extent_cells)[1])
 
 
 def _runs_of(polygons: np.ndarray, yaw: float, tx: float, ty: float, lattice: Lattice,
@@ -78,102 +89,77 @@ def _runs_of(polygons: np.ndarray, yaw: float, tx: float, ty: float, lattice: La
     """Runs of (n, k, 2) polygons with k corners each."""
     res = lattice.resolution_m
     c, s = math.cos(yaw), math.sin(yaw)
-    x = tx + c * polygons[:, :, 0] - s * polygons[:, :, 1]  # corners in the lattice's plane (n, k)
-    y = ty + s * polygons[:, :, 0] + c * polygons[:, :, 1]
-    # each polygon's bounding box grown by the margin, in cells, cut by the window: (columns, rows)
+    corners = np.empty((2,) + polygons.shape[:2])  # x and y (n, k) in the lattice's plane
+    corners[0] = tx + c * polygons[:, :, 0] - s * polygons[:, :, 1]
+    corners[1] = ty + s * polygons[:, :, 0] + c * polygons[:, :, 1]
+    # each polygon's bounding box grown by the margin, in cells, cut by the window: (columns, rows) x (n,)
+    low, high = corners.min(2), corners.max(2)
     origin = np.array([[lattice.origin_col], [lattice.origin_row]])
-    start = np.floor((np.stack([x.min(1), y.min(1)]) - margin) / res).astype(np.int64) - origin
-    stop = np.ceil((np.stack([x.max(1), y.max(1)]) + margin) / res).astype(np.int64) - origin
-    (c0, r0), (c1, r1) = np.maximum(start, 0), np.minimum(stop, [[lattice.width], [lattice.height]])
-    keep = (c0 < c1) & (r0 < r1)
+    start = np.maximum(np.floor((low - margin) / res).astype(np.int64) - origin, 0)
+    stop = np.minimum(np.ceil((high + margin) / res).astype(np.int64) - origin, [[lattice.width], [lattice.height]])
+    keep = (start < stop).all(0)
     if not keep.all():
         if not keep.any():
             return None
-        x, y, r0, r1, c0, c1 = x[keep], y[keep], r0[keep], r1[keep], c0[keep], c1[keep]
-    n, k = x.shape
+        corners, low, high, start, stop = corners[:, keep], low[:, keep], high[:, keep], start[:, keep], stop[:, keep]
+    n, k = corners.shape[1:]
+    # corners in cells from each box's first cell's corner, then in fixed point; x / res - first is
+    # monotone in x, so the corners farthest from the box are among those at the bounding box
+    first = (start + origin)[:, :, None]
+    margin_cells = margin / res
+    extent = np.abs(np.stack([low, high], 2) / res - first).max((0, 2)) + margin_cells + 2.0
+    bits = fraction_bits(extent)
+    if bits.min() < 2:
+        raise InputError(f"a moving footprint reaches {extent.max():.3g} cells from its box: far too large to "
+                         "rasterise (a footprint in metres given as something else?)")
+    scale = np.left_shift(1, bits)[:, None]  # (n, 1) int64
+    fixed = np.rint((corners / res - first) * scale).astype(np.int64)  # (2, n, k)
     following = (np.arange(k) + 1) % k  # each corner's next
     # counter-clockwise (positive twice-area): the inside is to the left of each edge
-    clockwise = np.sum(x * y[:, following] - x[:, following] * y, axis=1) < 0
+    after = fixed[:, :, following]
+    clockwise = np.sum(fixed[0] * after[1] - after[0] * fixed[1], axis=1) < 0
     if clockwise.any():
-        x[clockwise], y[clockwise] = x[clockwise, ::-1], y[clockwise, ::-1]
-    edge_x, edge_y = x[:, following] - x, y[:, following] - y
-    length = np.hypot(edge_x, edge_y)
-    length[length == 0.0] = 1.0  # a repeated corner: no edge (0 distance passes both tests)
+        fixed[:, clockwise] = fixed[:, clockwise, ::-1]
+        after = fixed[:, :, following]
+    (corner_x, corner_y), (edge_x, edge_y) = fixed, after - fixed
+    grown = -np.rint(margin_cells * scale * np.hypot(edge_x, edge_y)).astype(np.int64)  # E's floor when grown
+    (c0, r0), (c1, r1) = start, stop
+    half = scale // 2
     rows = int((r1 - r0).max())
-    centre_y = (lattice.origin_row + r0[:, None] + np.arange(rows) + 0.5) * res  # (n, rows)
-    # one entry per (threshold, polygon, edge, row), flat: numpy's loops are fast on long contiguous rows
-    shape = (2, n, k, rows)
-    row_term = np.tile((edge_x[:, :, None] * (centre_y[:, None, :] - y[:, :, None])).ravel(), 2)
-    per_edge = np.stack([edge_y, x, length, np.broadcast_to((lattice.origin_col + c0)[:, None], (n, k)),
-                         np.broadcast_to((c1 - c0)[:, None], (n, k))]).reshape(5, -1)
-    ey, ax, ln, base, width = np.tile(np.repeat(per_edge, rows, axis=1), 2)  # base: lattice column of col 0
-    threshold = np.repeat([0.0, -margin], n * k * rows)
-    terms = (row_term, ey, ax, ln, threshold, base)
-    crossing = _predicted_crossing(row_term, threshold, ey, ax, ln, base, width, res)
-    before, at = _accepted(terms, crossing - np.arange(1, -1, -1)[:, None], res)
-    # ey > 0: accepted left of a column t (a prefix); ey < 0: from t on (a suffix); ey == 0: all or none.
-    # The two checked columns pin t when one is accepted and the other is not: t is the crossing.
-    end = crossing.astype(np.float64)
-    rising, level = ey > 0, ey == 0
-    missed = (before == at) > level
-    if missed.any():
-        # t lies beyond both: enough to know when that side is outside the box, else the row decides
-        right = before == rising
-        outside = missed & np.where(right, crossing + 1 >= width, crossing - 1 <= 0)
-        end[outside] = np.where(right, width, 0.0)[outside]
-        missed &= ~outside
-    if missed.any():
-        entry = np.flatnonzero(missed)
-        row_width = width[entry]
-        every = np.arange(int(row_width.max()))
-        accepted = _accepted(tuple(v[entry, None] for v in terms), every, res) & (every < row_width[:, None])
-        counted = accepted.sum(1)
-        end[entry] = np.where(rising[entry], counted, row_width - counted)
-    # each entry's run [lo, hi): a prefix [0, end), a suffix [end, width), all or none; then every edge's at once
-    lo = np.where(rising | level, 0.0, end).reshape(shape).max(2)
-    hi = np.where(rising, end, width)
-    hi[level > before] = 0.0
-    hi = hi.reshape(shape).min(2)
-    # (2, n, rows): cut by the box, in window columns; rows past a box's end are empty
+    centre_y = (2 * np.arange(rows) + 1) * half  # (n, rows)
+    # E at column j: row_term - e_y * centre_x(j), centre_x(j) = j * scale + half, so E >= floor is
+    # e_y * scale * j <= row_term - e_y * half - floor: a bound on j, one per (floor, polygon, edge, row)
+    row_term = edge_x[:, :, None] * (centre_y[:, None, :] - corner_y[:, :, None]) + (edge_y * corner_x)[:, :, None]
+    floors = np.stack([np.zeros_like(grown), grown])  # (2, n, k): the polygon, and the polygon grown
+    bound = row_term[None] - (edge_y * half + floors)[..., None]  # (2, n, k, rows)
+    step = edge_y * scale  # (n, k)
+    quotient = bound // np.where(step == 0, 1, np.abs(step))[None, :, :, None]  # floor division
+    width = (c1 - c0)[:, None]
+    # step > 0: j <= bound / step, a prefix [0, quotient + 1); step < 0: j >= ceil(bound / step) =
+    # -floor(bound / |step|), a suffix; step == 0: every column or none, as bound >= 0 or not
+    rising, falling = (step > 0)[None, :, :, None], (step < 0)[None, :, :, None]
+    lo = np.where(falling, -quotient, 0).max(2)  # (2, n, rows): every edge's run at once
+    hi = np.where(rising, quotient + 1, np.where(~falling & (bound < 0), 0, width[:, :, None])).min(2)
+    # cut by the box, in window columns; rows past a box's end are empty
     row_of = r0[:, None] + np.arange(rows)
-    lo = np.maximum(lo, 0.0).astype(np.int64) + c0[:, None]
-    hi = np.where(row_of < r1[:, None], np.minimum(hi, (c1 - c0)[:, None]), 0).astype(np.int64) + c0[:, None]
-    return _Runs(row_of, lo, hi)
+    lo = np.maximum(lo, 0) + c0[:, None]
+    hi = np.where(row_of < r1[:, None], np.minimum(hi, width), 0) + c0[:, None]
+    box = (min(r0.tolist()), max(r1.tolist()), min(c0.tolist()), max(c1.tolist()))  # lists: n is small
+    return _Runs(row_of.ravel(), lo.reshape(2, -1), hi.reshape(2, -1), box)
 
 
-def _accepted(terms: Tuple[np.ndarray, ...], col: np.ndarray, res: float) -> np.ndarray:
-    """The per-cell test at columns col (relative to the boxes) of entries with terms (row_term, ey, ax,
-    ln, threshold, base) that broadcast with col: the float64 expression, as written."""
-    row_term, ey, ax, ln, threshold, base = terms
-    centre_x = (base + col + 0.5) * res
-    return (row_term - ey * (centre_x - ax)) / ln >= threshold
-
-
-def _predicted_crossing(row_term: np.ndarray, threshold: np.ndarray, ey: np.ndarray, ax: np.ndarray,
-                        ln: np.ndarray, base: np.ndarray, width: np.ndarray, res: float) -> np.ndarray:
-    """Per entry, the first column (relative to its box) past the centre where the edge's line, moved by
-    the threshold, crosses the row: ey (x - ax) = row_term - threshold |e|. Kept within a few columns of
-    the box; anything for a horizontal edge (ey = 0)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        column = (ax + (row_term - threshold * ln) / ey) / res - base - 0.5
-    # fmax and fmin take the number where the other is NaN (0 / 0 of a horizontal edge)
-    return np.floor(np.fmin(np.fmax(column, -3.0), width + 2.0)).astype(np.int64) + 1
-
-
-def _paint(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Optional[PolygonCells]:
-    """Both layers from their runs: row (m,), lo and hi (2, m), one run of columns [lo, hi) each."""
-    nonempty = lo < hi
-    if not nonempty.any():
-        return None
-    rows = np.broadcast_to(row, lo.shape)[nonempty]
-    lo, hi = lo[nonempty], hi[nonempty]
-    r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(lo.min()), int(hi.max())
+def _paint(runs: _Runs) -> Optional[PolygonCells]:
+    """Both layers on the runs' box, from the runs (an empty run has hi <= lo)."""
+    r0, r1, c0, c1 = runs.box
     h, w = r1 - r0, c1 - c0
-    layer = np.broadcast_to(np.arange(2)[:, None], nonempty.shape)[nonempty]
-    start = (layer * h + rows - r0) * w + lo - c0  # flat index of each run's first cell
-    length = hi - lo
+    # flat index of each run's first cell, layer by layer, and its length
+    start = ((runs.row - r0) * w - c0 + np.array([[0], [h * w]]) + runs.lo).ravel()
+    length = np.maximum(runs.hi - runs.lo, 0).ravel()
+    total = int(length.sum())
+    if total == 0:
+        return None
     # every cell of every run: each run's start, plus 0 ... length - 1
-    cells = np.repeat(start - (np.cumsum(length) - length), length) + np.arange(int(length.sum()))
+    cells = np.repeat(start - (np.cumsum(length) - length), length) + np.arange(total)
     covered = np.zeros(2 * h * w, dtype=bool)
     covered[cells] = True
     covered = covered.reshape(2, h, w)
