@@ -33,10 +33,10 @@ def _corners(x_m: np.ndarray, y_m: np.ndarray, length_m: np.ndarray, width_m: np
     """x and y (n, 4) of rectangles' corners, counter-clockwise: centre +- half length +- half width."""
     along_x, along_y = cos * length_m / 2, sin * length_m / 2
     across_x, across_y = -sin * width_m / 2, cos * width_m / 2
-    corners_x = np.stack([x_m + along_x + across_x, x_m - along_x + across_x, x_m - along_x - across_x,
-                          x_m + along_x - across_x], 1)
-    corners_y = np.stack([y_m + along_y + across_y, y_m - along_y + across_y, y_m - along_y - across_y,
-                          y_m + along_y - across_y], 1)
+    # (front, back) x (left, right) in counter-clockwise order: +along +across, -along +across, ...
+    sign_along, sign_across = np.array([1.0, -1.0, -1.0, 1.0]), np.array([1.0, 1.0, -1.0, -1.0])
+    corners_x = x_m[:, None] + sign_along * along_x[:, None] + sign_across * across_x[:, None]
+    corners_y = y_m[:, None] + sign_along * along_y[:, None] + sign_across * across_y[:, None]
     return corners_x, corners_y
 
 

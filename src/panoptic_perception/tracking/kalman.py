@@ -62,7 +62,9 @@ def _inverse_2x2(s: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Inverses and determinants of (..., 2, 2) matrices (closed form: cheaper than a batched solve)."""
     a, b, c, d = s[..., 0, 0], s[..., 0, 1], s[..., 1, 0], s[..., 1, 1]
     det = a * d - b * c
-    inv = np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / det[..., None, None]
+    inv = np.empty_like(s)
+    inv[..., 0, 0], inv[..., 0, 1], inv[..., 1, 0], inv[..., 1, 1] = d, -b, -c, a
+    inv /= det[..., None, None]
     return inv, det
 
 

@@ -302,8 +302,8 @@ class Tracker:
             j = pose[:2, :2]  # x and y of the vehicle frame's ground plane, seen in odom's x and y
             z = z @ j.T + pose[:2, 3]
             r = j @ r @ j.T
-            direction = np.stack([np.cos(axis), np.sin(axis)], 1) @ j.T
-            axis = np.arctan2(direction[:, 1], direction[:, 0])
+            cos, sin = np.cos(axis), np.sin(axis)
+            axis = np.arctan2(j[1, 0] * cos + j[1, 1] * sin, j[0, 0] * cos + j[0, 1] * sin)
         unreliable = values[:, _UNRELIABLE] != 0
         r = r + np.eye(2) * self.config.measurement_sigma_floor_m ** 2
         r[unreliable] += np.eye(2) * self.config.unreliable_contact_sigma_m ** 2
@@ -439,10 +439,10 @@ class Tracker:
         speed = np.hypot(vx, vy)
         p_v = self._p[:, 2:, 2:]
         along = speed > 1e-9
-        u = np.stack([vx, vy], 1) / np.where(along, speed, 1.0)[:, None]
-        along_var = np.einsum("ni,nij,nj->n", u, p_v, u)
-        # without a direction, the worst one: the largest eigenvalue of the symmetric 2x2
         a, b, d = p_v[:, 0, 0], (p_v[:, 0, 1] + p_v[:, 1, 0]) / 2, p_v[:, 1, 1]
+        # u^T P u with u the unit velocity, written out for the symmetric 2x2
+        along_var = (a * vx * vx + 2 * b * vx * vy + d * vy * vy) / np.where(along, speed * speed, 1.0)
+        # without a direction, the worst one: the largest eigenvalue
         largest = (a + d) / 2 + np.sqrt(((a - d) / 2) ** 2 + b * b)
         speed_sigma = np.sqrt(np.maximum(np.where(along, along_var, largest), 0.0))
         # moving clearly faster than the velocity's noise: the direction of travel is the heading
