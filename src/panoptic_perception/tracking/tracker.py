@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -167,7 +167,7 @@ class _Lives:
     """What the tracks carry besides their Kalman state: one array per field, a row per track, in the
     order of the Kalman arrays (which is the order of track ids: births append, deaths keep the order)."""
 
-    _INT = ("track_id", "category", "status", "age_frames", "hits", "misses", "segment_id")
+    _INT = ("track_id", "category", "class_code", "status", "age_frames", "hits", "misses", "segment_id")
     # axis_c2, axis_s2: the smoothed (cos 2a, sin 2a) of the footprint axis a, the mean of an undirected
     # angle; front_rad: the last direction of motion, NaN while it was never known
     _FLOAT = ("length_m", "width_m", "axis_c2", "axis_s2", "front_rad", "score")
@@ -200,6 +200,7 @@ class Tracker:
         if label_space_names is not None:
             self.config.check_class_names(list(label_space_names))
         self._next_id = 1
+        self._codes: Dict[str, int] = {}  # class name -> the integer the association compares
         self.reset_reason: Optional[str] = None  # why the last update reset the tracker, None if it did not
         self.resets = 0
         self.skipped_objects = 0  # objects of the last update skipped for NaN/inf or impossible values
@@ -263,7 +264,7 @@ class Tracker:
             self._x, self._p = kalman.predict(self._x, self._p, dt_s, self._accel_sigma)
         lives.age_frames += 1
         lives.segment_id[:] = 0
-        object_class = np.array([o.class_name for o in valid], dtype=object)
+        object_class = self._class_codes(o.class_name for o in valid)
         matched_tracks, matched_objects = self._associate(object_class, z, r)
         if len(matched_tracks):
             self._x[matched_tracks], self._p[matched_tracks] = kalman.update(
@@ -309,8 +310,15 @@ class Tracker:
         r[unreliable] += np.eye(2) * self.config.unreliable_contact_sigma_m ** 2
         return z, r, _wrap_half_pi(axis)
 
+    def _class_codes(self, names: Iterable[str]) -> np.ndarray:
+        """Integer codes of class names (the same name, the same code, for the tracker's life)."""
+        codes = self._codes
+        return np.array([codes.setdefault(name, len(codes)) for name in names], dtype=np.int64)
+
     def _associate(self, object_class: np.ndarray, z: np.ndarray, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Matched (track indices, object indices): per class, the assignment of least total cost inside the gate.
+        """Matched (track indices, object indices): the assignment of least total cost inside the gate, a
+        track only with objects of its class (one assignment for all classes: their pairs do not
+        compete, so it is each class's own).
 
         Established (confirmed or lost) tracks are matched first, tentative ones to what is left: a
         tentative track born of one outlying detection next to a track that missed it would
@@ -320,13 +328,13 @@ class Tracker:
         tracks: List[np.ndarray] = []
         objects: List[np.ndarray] = []
         if len(object_class) and len(self._lives):
-            track_class = self._lives.class_name
             tentative = self._lives.status == _TENTATIVE
             free = np.ones(len(object_class), dtype=bool)
             for stage in (~tentative, tentative):
-                for name in sorted(set(track_class[stage].tolist()) & set(object_class[free].tolist())):
-                    ti, oi = self._assign(np.flatnonzero(stage & (track_class == name)),
-                                          np.flatnonzero(free & (object_class == name)), z, r)
+                ti, oi = np.flatnonzero(stage), np.flatnonzero(free)
+                if len(ti) and len(oi):
+                    same_class = self._lives.class_code[ti][:, None] == object_class[oi][None, :]
+                    ti, oi = self._assign(ti, oi, z, r, same_class)
                     tracks.append(ti)
                     objects.append(oi)
                     free[oi] = False
@@ -334,10 +342,11 @@ class Tracker:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(tracks), np.concatenate(objects)
 
-    def _assign(self, ti: np.ndarray, oi: np.ndarray, z: np.ndarray, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Least-cost pairs (tracks, objects) of tracks ti and objects oi inside the gate."""
+    def _assign(self, ti: np.ndarray, oi: np.ndarray, z: np.ndarray, r: np.ndarray,
+                allowed: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Least-cost pairs (tracks, objects) of tracks ti and objects oi inside the gate, among `allowed` pairs."""
         d2, log_det = kalman.mahalanobis_sq(self._x[ti], self._p[ti], z[oi], r[oi])
-        inside = d2 <= self.config.gate_chi2
+        inside = (d2 <= self.config.gate_chi2) & allowed
         if not inside.any():
             return ti[:0], oi[:0]
         # d^2 + ln det S: twice the negative log-likelihood, up to a constant
@@ -399,6 +408,7 @@ class Tracker:
             track_id=np.arange(self._next_id, self._next_id + count),
             category=np.array([int(objects[k].category) for k in new], dtype=np.int64),
             class_name=np.array([objects[k].class_name for k in new], dtype=object),
+            class_code=self._class_codes(objects[k].class_name for k in new),
             status=np.where((cfg.hits_to_confirm <= 1) | np.array(sure, dtype=bool), _CONFIRMED, _TENTATIVE),
             length_m=born[:, _LENGTH], width_m=born[:, _WIDTH], axis_c2=np.cos(2 * axis[new]),
             axis_s2=np.sin(2 * axis[new]), front_rad=np.full(count, math.nan), age_frames=np.ones(count, np.int64),
