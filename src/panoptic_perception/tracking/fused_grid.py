@@ -588,8 +588,10 @@ class FusedGrid:
             if step > 0:
                 # towards 0 by `step`, never past it: L - clip(L, -step, step) is exactly the old
                 # max(L - step, 0) + min(L + step, 0) (one of the two terms is 0; x - (-y) is x + y)
-                towards = np.clip(self._log_odds, -step, step,
-                                  out=self._scratch.get("towards", self._log_odds.shape, np.float32))
+                # (clip as min then max: two passes, each faster than clip's one)
+                towards = np.minimum(self._log_odds, step,
+                                     out=self._scratch.get("towards", self._log_odds.shape, np.float32))
+                np.maximum(towards, -step, out=towards)
                 np.subtract(self._log_odds, towards, out=out)
             else:
                 np.copyto(out, self._log_odds)
