@@ -250,3 +250,15 @@ def test_prediction_json_without_categories_is_scored_with_the_ground_truths(dat
     bare.write_text(json.dumps(data))
     assert cli.main(_argv(gt_json, gt_dir, bare, pred_dir)) == 2
     assert "no 'annotations' list" in capsys.readouterr().err
+
+
+def test_min_thing_area_is_checked_reported_and_recorded(tiny_model, drives, tmp_path, capsys):
+    out_json = tmp_path / "small.json"
+    assert cli.main(_model_eval(tiny_model, drives, "--min-thing-area-px", "64", "--json", str(out_json),
+                                max_frames="1")) == 0
+    assert "ground-truth things under 64 px counted as crowd (void)" in capsys.readouterr().out
+    assert json.loads(out_json.read_text())["min_thing_area_px"] == 64
+    assert cli.main(_model_eval(tiny_model, drives, "--min-thing-area-px", "-1")) == 2
+    assert "--min-thing-area-px must be >= 0" in capsys.readouterr().err
+    assert cli.main(_model_eval(tiny_model, drives, "--min-thing-area-px", "64", "--compare-fusion", "jsis")) == 2
+    assert "--min-thing-area-px goes with --model" in capsys.readouterr().err

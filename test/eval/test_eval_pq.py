@@ -300,3 +300,41 @@ def test_listed_id_0_scores_its_pixels_and_must_be_in_the_png():
     assert unlisted.class_by_name("road").fn == 1
     with pytest.raises(InputError, match=r"\[0\] are in segments_info but not in the PNG"):
         evaluate(gt, [seg(1, ROAD), seg(2, CAR)], gt, [seg(0, ROAD), seg(1, ROAD), seg(2, CAR)])
+
+
+def test_things_under_the_area_limit_count_as_crowd_and_pq_ignores_them():
+    """A far car of 4 px that nothing finds, and one of 6 px that a prediction covers badly: each costs
+    the car class without the limit; at 8 px both are crowd, so neither is a miss, and the prediction
+    lying on one is no false positive. A large person and the road are untouched; so is mIoU."""
+    from panoptic_perception.eval.run import void_small_things
+
+    gt = np.zeros((8, 12), np.int32)
+    gt[4:] = 1  # road
+    gt[0:4, 0:5] = 2  # a large car, found
+    gt[0, 6:10] = 3  # a 4 px car, missed
+    gt[2, 6:12] = 4  # a 6 px car: the prediction below takes 4 of its pixels and 2 road ones (IoU 4/8)
+    gt[1, 10:12] = 5  # a 2 px person (a thing, under the limit too)
+    segs = [seg(1, ROAD), seg(2, CAR), seg(3, CAR), seg(4, CAR), seg(5, PERSON)]
+    pred = np.zeros((8, 12), np.int32)
+    pred[4:] = 10
+    pred[0:4, 0:5] = 11
+    pred[2, 8:12] = 12
+    pred[4, 8:10] = 12  # on road: 4 of its 6 px are on the small car
+    pred_segs = [seg(10, ROAD), seg(11, CAR), seg(12, CAR)]
+
+    plain = evaluate(gt, segs, pred, pred_segs)
+    car = plain.class_by_name("car")
+    assert (car.tp, car.fp, car.fn) == (1, 1, 2)
+    assert plain.class_by_name("person").fn == 1
+
+    voided = void_small_things(gt, segs, SPACE.thing_ids, 8)
+    assert [s.iscrowd for s in voided] == [False, False, True, True, True]
+    assert void_small_things(gt, segs, SPACE.thing_ids, 4)[2].iscrowd is False  # 4 px is not under 4
+    res = evaluate(gt, voided, pred, pred_segs)
+    car = res.class_by_name("car")
+    assert (car.tp, car.fp, car.fn) == (1, 0, 0)  # the 6 px prediction lies mostly (4/6) on crowd
+    assert car.pq == plain.class_by_name("car").sq  # only the found large car remains, at its IoU
+    person = res.class_by_name("person")
+    assert (person.tp, person.fp, person.fn) == (0, 0, 0)
+    assert res.miou == pytest.approx(plain.miou)
+    assert res.class_by_name("road").pq == plain.class_by_name("road").pq
