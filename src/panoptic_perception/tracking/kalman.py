@@ -96,10 +96,13 @@ def update(x: np.ndarray, p: np.ndarray, z: np.ndarray, r: np.ndarray) -> Tuple[
     s = p[:, :2, :2] + r
     inv, _ = _inverse_2x2(s)
     k = p[:, :, :2] @ inv  # P H^T S^-1, (k, 4, 2)
-    nu = z - x[:, :2]
-    x_new = x + np.einsum("kij,kj->ki", k, nu)
-    i_kh = np.broadcast_to(np.eye(STATE_DIM), p.shape).copy()
-    i_kh[:, :, :2] -= k
-    p_new = i_kh @ p @ np.swapaxes(i_kh, 1, 2) + k @ r @ np.swapaxes(k, 1, 2)
-    p_new = (p_new + np.swapaxes(p_new, 1, 2)) / 2
+    k_t = np.swapaxes(k, 1, 2)
+    x_new = x + (k @ (z - x[:, :2])[:, :, None])[:, :, 0]
+    # H takes the first two rows: (I - K H) P = P - K P[:2], and (...)(I - K H)^T = (...) - (...)[:, :2] K^T,
+    # products of 4x2 by 2x4 instead of 4x4 by 4x4
+    a_p = p - k @ p[:, :2, :]
+    p_new = a_p - a_p[:, :, :2] @ k_t
+    p_new += k @ r @ k_t
+    p_new += np.swapaxes(p_new, 1, 2)
+    p_new *= 0.5
     return x_new, p_new

@@ -305,9 +305,11 @@ class Tracker:
             r = j @ r @ j.T
             cos, sin = np.cos(axis), np.sin(axis)
             axis = np.arctan2(j[1, 0] * cos + j[1, 1] * sin, j[0, 0] * cos + j[0, 1] * sin)
-        unreliable = values[:, _UNRELIABLE] != 0
-        r = r + np.eye(2) * self.config.measurement_sigma_floor_m ** 2
-        r[unreliable] += np.eye(2) * self.config.unreliable_contact_sigma_m ** 2
+        # the floor on both variances, then more for an unreliable contact (0 for the others: x + 0 is x)
+        variances = r.reshape(-1, 4)[:, [0, 3]]
+        variances += self.config.measurement_sigma_floor_m ** 2
+        variances += values[:, _UNRELIABLE, None] * self.config.unreliable_contact_sigma_m ** 2
+        r.reshape(-1, 4)[:, [0, 3]] = variances
         return z, r, _wrap_half_pi(axis)
 
     def _class_codes(self, names: Iterable[str]) -> np.ndarray:
