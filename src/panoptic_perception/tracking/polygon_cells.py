@@ -78,7 +78,7 @@ def polygon_cells(polygons: Sequence[np.ndarray], yaw_rad: float, tx_m: float, t
                          max(b[3] for b in boxes))))
 
 
-def fraction_bits(extent_cells: np.ndarray) -> np.ndarray:
+def _fraction_bits(extent_cells: np.ndarray) -> np.ndarray:
     """q per polygon: 16, or fewer so that coordinates up to extent_cells stay below 2**29 in units of
     2**-q cells (then every product of E is below 2**60)."""
     return np.minimum(_FRACTION_BITS, _COORDINATE_BITS - np.frexp(extent_cells)[1])
@@ -108,7 +108,7 @@ def _runs_of(polygons: np.ndarray, yaw: float, tx: float, ty: float, lattice: La
     first = (start + origin)[:, :, None]
     margin_cells = margin / res
     extent = np.abs(np.stack([low, high], 2) / res - first).max((0, 2)) + margin_cells + 2.0
-    bits = fraction_bits(extent)
+    bits = _fraction_bits(extent)
     if bits.min() < 2:
         raise InputError(f"a moving footprint reaches {extent.max():.3g} cells from its box: far too large to "
                          "rasterise (a footprint in metres given as something else?)")
