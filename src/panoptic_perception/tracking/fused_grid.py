@@ -34,7 +34,7 @@ from panoptic_perception.geometry.grid import (
 from panoptic_perception.geometry.projection import GridResult
 from panoptic_perception.paths import CONFIG_DIR
 from panoptic_perception.tracking.ego_motion import check_pose
-from panoptic_perception.tracking.polygon_cells import Box, Lattice, PolygonCells, polygon_cells
+from panoptic_perception.tracking.polygon_cells import Box, Lattice, PolygonCells, polygon_cells, union_box
 
 DEFAULT_FUSED_GRID_CONFIG = CONFIG_DIR / "fused_grid.yaml"
 
@@ -545,7 +545,7 @@ class FusedGrid:
         written = self._outputs(occupancy, class_grid)
         if moving is not None:
             self._show_moving(occupancy, class_grid, moving, sample, canvas)
-            written = _union(written, moving.box)
+            written = union_box(written, moving.box)
         outputs[2] = written
         occupancy.flags.writeable = class_grid.flags.writeable = False
         kept = None if self._box is None else (self._box, self._log_odds)  # the next update writes a new array
@@ -770,12 +770,6 @@ class FusedGrid:
         lattice = Lattice(self._origin_cell[0], self._origin_cell[1], self._width, self._height,
                           self._config.resolution_m)
         return polygon_cells(polygons, yaw, tx, ty, lattice, self._config.moving_margin_m)
-
-
-def _union(a: Optional[Box], b: Box) -> Box:
-    if a is None:
-        return b
-    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
 
 
 def _union_slices(a: Optional[Tuple[slice, slice]], b: Tuple[slice, slice]) -> Tuple[slice, slice]:

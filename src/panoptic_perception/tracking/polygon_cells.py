@@ -14,6 +14,7 @@ every cell against every edge instead costs polygons x edges x cells.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -69,13 +70,17 @@ def polygon_cells(polygons: Sequence[np.ndarray], yaw_rad: float, tx_m: float, t
             if r is not None]
     if not runs:
         return None
-    if len(runs) == 1:
-        return _paint(runs[0])
-    boxes = [r.box for r in runs]
-    return _paint(_Runs(np.concatenate([r.row for r in runs]), np.concatenate([r.lo for r in runs], 1),
-                        np.concatenate([r.hi for r in runs], 1),
-                        (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes),
-                         max(b[3] for b in boxes))))
+    if len(runs) > 1:  # polygons of several corner counts
+        runs = [_Runs(np.concatenate([r.row for r in runs]), np.concatenate([r.lo for r in runs], 1),
+                      np.concatenate([r.hi for r in runs], 1), functools.reduce(union_box, [r.box for r in runs]))]
+    return _paint(runs[0])
+
+
+def union_box(a: Optional[Box], b: Box) -> Box:
+    """The smallest box holding a (None: nothing) and b."""
+    if a is None:
+        return b
+    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
 
 
 def _fraction_bits(extent_cells: np.ndarray) -> np.ndarray:

@@ -177,13 +177,12 @@ class _Lives:
             setattr(self, name, np.zeros(0, dtype=np.int64))
         for name in self._FLOAT:
             setattr(self, name, np.zeros(0))
-        self.class_name = np.zeros(0, dtype=object)
 
     def __len__(self) -> int:
         return len(self.track_id)
 
     def keep(self, keep: np.ndarray) -> None:
-        for name in self._INT + self._FLOAT + ("class_name",):
+        for name in self._INT + self._FLOAT:
             setattr(self, name, getattr(self, name)[keep])
 
     def append(self, **columns: np.ndarray) -> None:
@@ -200,7 +199,8 @@ class Tracker:
         if label_space_names is not None:
             self.config.check_class_names(list(label_space_names))
         self._next_id = 1
-        self._codes: Dict[str, int] = {}  # class name -> the integer the association compares
+        self._codes: Dict[str, int] = {}  # class name -> the integer tracks carry (_Lives.class_code)
+        self._class_names: List[str] = []  # and back
         self.reset_reason: Optional[str] = None  # why the last update reset the tracker, None if it did not
         self.resets = 0
         self.skipped_objects = 0  # objects of the last update skipped for NaN/inf or impossible values
@@ -273,7 +273,7 @@ class Tracker:
         self._miss_unmatched(matched_tracks)
         unmatched = np.ones(len(values), dtype=bool)
         unmatched[matched_objects] = False
-        self._start_tracks(valid, values, z, r, axis, unmatched)
+        self._start_tracks(valid, values, object_class, z, r, axis, unmatched)
         self.tracks = self._outputs()
         return self.tracks
 
@@ -315,7 +315,13 @@ class Tracker:
     def _class_codes(self, names: Iterable[str]) -> np.ndarray:
         """Integer codes of class names (the same name, the same code, for the tracker's life)."""
         codes = self._codes
-        return np.array([codes.setdefault(name, len(codes)) for name in names], dtype=np.int64)
+        out = []
+        for name in names:
+            if name not in codes:
+                codes[name] = len(self._class_names)
+                self._class_names.append(name)
+            out.append(codes[name])
+        return np.array(out, dtype=np.int64)
 
     def _associate(self, object_class: np.ndarray, z: np.ndarray, r: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Matched (track indices, object indices): the assignment of least total cost inside the gate, a
@@ -386,8 +392,8 @@ class Tracker:
         if dropped.any():
             self._keep(~dropped)
 
-    def _start_tracks(self, objects: Sequence[GroundObject], values: np.ndarray, z: np.ndarray, r: np.ndarray,
-                      axis: np.ndarray, unmatched: np.ndarray) -> None:
+    def _start_tracks(self, objects: Sequence[GroundObject], values: np.ndarray, object_class: np.ndarray,
+                      z: np.ndarray, r: np.ndarray, axis: np.ndarray, unmatched: np.ndarray) -> None:
         cfg = self.config
         new = [k for k in np.flatnonzero(unmatched).tolist()
                if objects[k].score >= cfg.for_class(objects[k].class_name).min_score]
@@ -399,7 +405,7 @@ class Tracker:
         if self.frame == FRAME_VEHICLE:
             velocity_sigma = np.hypot(velocity_sigma, cfg.without_odometry.ego_speed_sigma_mps)
             accel_sigma = np.hypot(accel_sigma, cfg.without_odometry.ego_acceleration_sigma_mps2)
-        sure = self._sure_births(objects, new, z, r)
+        sure = self._sure_births(objects, new, object_class, z, r)
         x, p = kalman.initial_state(z[new], r[new], velocity_sigma)
         self._x = np.concatenate([self._x, x])
         self._p = np.concatenate([self._p, p])
@@ -409,8 +415,7 @@ class Tracker:
         self._lives.append(
             track_id=np.arange(self._next_id, self._next_id + count),
             category=np.array([int(objects[k].category) for k in new], dtype=np.int64),
-            class_name=np.array([objects[k].class_name for k in new], dtype=object),
-            class_code=self._class_codes(objects[k].class_name for k in new),
+            class_code=object_class[new],
             status=np.where((cfg.hits_to_confirm <= 1) | np.array(sure, dtype=bool), _CONFIRMED, _TENTATIVE),
             length_m=born[:, _LENGTH], width_m=born[:, _WIDTH], axis_c2=np.cos(2 * axis[new]),
             axis_s2=np.sin(2 * axis[new]), front_rad=np.full(count, math.nan), age_frames=np.ones(count, np.int64),
@@ -418,8 +423,8 @@ class Tracker:
             segment_id=born[:, _SEGMENT].astype(np.int64), score=born[:, _SCORE])
         self._next_id += count
 
-    def _sure_births(self, objects: Sequence[GroundObject], new: List[int], z: np.ndarray,
-                     r: np.ndarray) -> List[bool]:
+    def _sure_births(self, objects: Sequence[GroundObject], new: List[int], object_class: np.ndarray,
+                     z: np.ndarray, r: np.ndarray) -> List[bool]:
         """Which births need no second hit: confident, ground contact seen, not cut by the border, and no
         track of their class that missed this frame near (within twice the gate's distance): that
         one may be the same thing seen a little off, and a second confirmed id for it would be an
@@ -431,11 +436,11 @@ class Tracker:
         missed = self._lives.misses > 0
         if not any(sure) or not missed.any():
             return sure
-        missed_class = self._lives.class_name[missed]
+        missed_class = self._lives.class_code[missed]
         d2, _ = kalman.mahalanobis_sq(self._x[missed], self._p[missed], z[new], r[new])
         near = d2 <= BIRTH_GUARD_GATES ** 2 * self.config.gate_chi2  # (missed tracks, births)
         for j, k in enumerate(new):
-            if sure[j] and (near[:, j] & (missed_class == objects[k].class_name)).any():
+            if sure[j] and (near[:, j] & (missed_class == object_class[k])).any():
                 sure[j] = False
         return sure
 
@@ -471,7 +476,8 @@ class Tracker:
             np.where(np.cos(axis - front) >= 0, axis, axis + math.pi))))
         status = [_STATUS[code] for code in lives.status.tolist()]
         covariances = [tuple(c) for c in self._p.reshape(n, -1).tolist()]
-        columns = (lives.track_id.tolist(), lives.class_name.tolist(), lives.category.tolist(), status,
+        class_names = [self._class_names[code] for code in lives.class_code.tolist()]
+        columns = (lives.track_id.tolist(), class_names, lives.category.tolist(), status,
                    *self._x.T.tolist(), speed.tolist(), speed_sigma.tolist(), moving.tolist(), heading.tolist(),
                    (~np.isnan(front)).tolist(), lives.length_m.tolist(), lives.width_m.tolist(), covariances,
                    lives.age_frames.tolist(), lives.hits.tolist(), lives.misses.tolist(), lives.segment_id.tolist(),
