@@ -115,7 +115,8 @@ def test_shipped_training_configs_load_and_the_cityscapes_schedule_is_detectron2
 
     for path in sorted(CONFIG_DIR.glob("train_*.yaml")):
         config = load_train_config(path)
-        load_model_config(resolve_path(config.model_config))
+        if config.model_config is not None:  # null: init_from's own, read when the run starts
+            load_model_config(resolve_path(config.model_config))
     cityscapes = load_train_config(CONFIG_DIR / "train_cityscapes_r50_1x.yaml")
     per_gpu, gpus = 2, 8
     assert cityscapes.batch_size == per_gpu * gpus

@@ -19,7 +19,12 @@ from panoptic_perception.training.config import (
     TrainConfig,
     load_train_config,
 )
-from panoptic_perception.training.panoptic_head import _loss_pixels, match_detections, panoptic_head_losses
+from panoptic_perception.training.panoptic_head import (
+    _loss_pixels,
+    match_detections,
+    panoptic_head_losses,
+    with_conv_head,
+)
 from panoptic_perception.training.trainer import Trainer
 
 WIDTH, HEIGHT = 256, 128  # the tiny_model fixture's input size
@@ -67,6 +72,8 @@ def test_loss_pixels_leave_out_void_and_unlabelled_thing_pixels():
 def test_head_stage_needs_a_trained_network_and_the_config_loads():
     with pytest.raises(ValueError, match="init_from"):
         TrainConfig(stage="panoptic_head")
+    with pytest.raises(ValueError, match="model_config is null"):
+        TrainConfig(model_config=None)
     config = load_train_config(CONFIG_DIR / "train_panoptic_head.yaml")
     assert config.stage == "panoptic_head" and config.init_from == "models/panoptic_light.pt"
     assert (config.augment.crop_width_px, config.augment.crop_height_px) == (640, 192)
@@ -88,10 +95,11 @@ def _head_config(drive_root, out_dir, tiny_model, iterations=6) -> TrainConfig:
     schedule = ScheduleConfig(optimizer="adam", iterations=iterations, base_lr=0.05, warmup_iterations=0,
                               lr_steps=())
     # A random-weight network scores every class near 1/9: min_score 0 lets its detections train the head.
-    return TrainConfig(stage="panoptic_head", init_from=str(tiny_model), panoptic_head=PanopticHeadTrainConfig(
-        min_score=0.0), train_data=DatasetConfig(root=str(drive_root)), augment=still, schedule=schedule,
-        batch_size=2, num_workers=0, device="cpu", out_dir=str(out_dir), log_every=1, eval_every=10_000,
-        checkpoint_every=10_000)
+    return TrainConfig(
+        stage="panoptic_head", model_config=None, init_from=str(tiny_model),
+        panoptic_head=PanopticHeadTrainConfig(min_score=0.0), train_data=DatasetConfig(root=str(drive_root)),
+        augment=still, schedule=schedule, batch_size=2, num_workers=0, device="cpu", out_dir=str(out_dir),
+        log_every=1, eval_every=10_000, checkpoint_every=10_000)
 
 
 def _tiny_model_config(tiny_model):
@@ -101,7 +109,9 @@ def _tiny_model_config(tiny_model):
 @pytest.mark.slow
 def test_head_steps_change_only_the_head_and_lower_its_loss(drive_root, tmp_path, tiny_model):
     config = _head_config(drive_root, tmp_path, tiny_model)
-    trainer = Trainer(config, model_config=_tiny_model_config(tiny_model))
+    trainer = Trainer(config)
+    # model_config null: the run takes the trained network's own config, with the head's fusion
+    assert trainer.model_config == with_conv_head(_tiny_model_config(tiny_model))
     assert trainer.model_config.fusion.mode == "conv_head"
     assert all(p.requires_grad == n.startswith(STATE_PREFIX) for n, p in trainer.model.named_parameters())
     images, targets = next(iter(trainer._loader()))
@@ -134,7 +144,7 @@ def test_head_checkpoint_round_trip_loads_with_no_other_setting(drive_root, tmp_
     from panoptic_perception.runtime.config import RuntimeConfig
 
     config = _head_config(drive_root, tmp_path / "first", tiny_model, iterations=2)
-    trainer = Trainer(config, model_config=_tiny_model_config(tiny_model))
+    trainer = Trainer(config)
     trainer.train(progress=False)
     state, model_config, meta = load_checkpoint(tmp_path / "first" / "last.pt")
     assert model_config.fusion.mode == "conv_head" and meta["iteration"] == 2
@@ -153,15 +163,14 @@ def test_head_checkpoint_round_trip_loads_with_no_other_setting(drive_root, tmp_
 
     # A second head run may start from a head checkpoint: its head is kept, not re-initialised.
     again = Trainer(dataclasses.replace(config, init_from=str(tmp_path / "first" / "last.pt"),
-                                        out_dir=str(tmp_path / "second")),
-                    model_config=_tiny_model_config(tiny_model))
+                                        out_dir=str(tmp_path / "second")))
     for name in (k for k in state if k.startswith(STATE_PREFIX)):
         assert torch.equal(again.model.state_dict()[name], state[name]), name
 
 
 def test_head_stage_needs_training_crops_at_the_model_size(drive_root, tmp_path, tiny_model):
     config = _head_config(drive_root, tmp_path, tiny_model)
-    trainer = Trainer(config, model_config=_tiny_model_config(tiny_model))
+    trainer = Trainer(config)
     images = torch.zeros(1, 3, HEIGHT, WIDTH // 2)
     with pytest.raises(ConfigError, match="crop_width_px"):
         panoptic_head_losses(trainer.model, images, [{}], config.panoptic_head)

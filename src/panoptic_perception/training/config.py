@@ -57,7 +57,9 @@ class PanopticHeadTrainConfig:
 
 @dataclass
 class TrainConfig:
-    model_config: str = "config/model_resnet18.yaml"  # relative paths resolve against the package root
+    # Relative paths resolve against the package root. null: init_from's own config, the network as it
+    # was trained (normalisation, BatchNorm kind, input size), which a run continuing it should keep.
+    model_config: Optional[str] = "config/model_resnet18.yaml"
     init_from: Optional[str] = None  # checkpoint whose weights start the run (same architecture)
     # ImageNet classifier weights that start the backbone (the rest starts random): our backbone file
     # from `import-weights --from torchvision`, a torchvision .pth, detectron2's MSRA R-50.pkl, or a
@@ -97,6 +99,8 @@ class TrainConfig:
         if self.init_from and self.backbone_init:
             raise ValueError("set one of init_from (a whole trained network) and backbone_init (ImageNet "
                              "backbone weights), not both")
+        if self.model_config is None and not self.init_from:
+            raise ValueError("model_config is null, which means init_from's own config, but init_from is not set")
         if self.stage == "panoptic_head" and not self.init_from:
             raise ValueError("stage panoptic_head trains on top of a trained network: set init_from")
 

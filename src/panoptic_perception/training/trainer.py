@@ -57,7 +57,13 @@ class Trainer:
         if config.batch_size % self.dist.world_size:
             raise ConfigError(f"batch_size {config.batch_size} is the global batch: it must divide evenly over "
                               f"the {self.dist.world_size} processes")
-        self.model_config = model_config or load_model_config(resolve_path(config.model_config))
+        init_state = None
+        if config.init_from:
+            init_state, init_config, _ = load_checkpoint(resolve_path(config.init_from))
+        if model_config is None:
+            model_config = (init_config if config.model_config is None
+                            else load_model_config(resolve_path(config.model_config)))
+        self.model_config = model_config
         backbone_weights = None
         if config.backbone_init:
             source = config.backbone_init if is_url(config.backbone_init) else str(resolve_path(config.backbone_init))
@@ -76,11 +82,10 @@ class Trainer:
             count = apply_backbone_weights(self.model, backbone_weights)
             LOG.info("backbone %s: %d tensors from %s (input %s)", backbone_weights.backbone, count,
                      config.backbone_init, backbone_weights.normalisation.input_format)
-        if config.init_from:
-            state, _, _ = load_checkpoint(resolve_path(config.init_from))
+        if init_state is not None:
             if self.head_stage:
-                state = start_state(self.model, state)
-            apply_state_dict(self.model, state, config.init_from)
+                init_state = start_state(self.model, init_state)
+            apply_state_dict(self.model, init_state, config.init_from)
         if self.head_stage:
             freeze_all_but_head(self.model)
         self.optimizer = self._optimizer()
