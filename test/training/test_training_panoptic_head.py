@@ -12,7 +12,7 @@ from panoptic_perception.errors import ConfigError
 from panoptic_perception.labels import load_label_space
 from panoptic_perception.model.checkpoint import load_checkpoint
 from panoptic_perception.model.panoptic_head import STATE_PREFIX
-from panoptic_perception.paths import CONFIG_DIR
+from panoptic_perception.paths import CONFIG_DIR, SHARE_ROOT
 from panoptic_perception.training.config import (
     PanopticHeadTrainConfig,
     ScheduleConfig,
@@ -76,7 +76,10 @@ def test_head_stage_needs_a_trained_network_and_the_config_loads():
         TrainConfig(model_config=None)
     config = load_train_config(CONFIG_DIR / "train_panoptic_head.yaml")
     assert config.stage == "panoptic_head" and config.init_from == "models/panoptic_light.pt"
-    assert (config.augment.crop_width_px, config.augment.crop_height_px) == (640, 192)
+    # the head trains on full frames at the network's input: the crop is the shipped model's input size
+    _, shipped, _ = load_checkpoint(SHARE_ROOT / config.init_from)
+    assert (config.augment.crop_width_px, config.augment.crop_height_px) == (shipped.input_width,
+                                                                            shipped.input_height)
 
 
 @pytest.fixture(scope="module")

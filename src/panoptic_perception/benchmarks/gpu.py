@@ -1,6 +1,6 @@
 """`bench gpu`: the GPU acceptance run, one command for a tester with a CUDA machine for 10 minutes.
 
-1. TensorRT fp16 engines of the shipped light model (1242x375 camera, 640x192 input) and of the
+1. TensorRT fp16 engines of the shipped light model (1242x375 camera, its 1280x384 input) and of the
    detectron2-layout R-50 (2048x1024; random weights: speed does not depend on them) built through
    the engine cache into a fresh cache folder (build time), then built again: it must load.
 2. Equivalence against torch fp32 eager on the same frames: segment maps agree on >= 99.5 % of

@@ -1,8 +1,9 @@
 """`bench model`: parameters, GFLOPs and CPU latency of the whole inference graph (fusion included).
 
-Rows: the shipped light model (config/model_light.yaml) and the ResNet-18 model at their 640x192
-input, and both backbones (model_resnet18.yaml, model_resnet50.yaml) at KITTI's full 1242x375
-padded to the next multiple of 64 (1280x384) with the rest of their YAML unchanged.
+Rows: the shipped light model (config/model_light_1280.yaml, 1280x384), the same network and the
+ResNet-18 model at a 640x192 input (model_light.yaml, model_resnet18.yaml), and both backbones
+(model_resnet18.yaml, model_resnet50.yaml) at KITTI's full 1242x375 padded to the next multiple of
+64 (1280x384) with the rest of their YAML unchanged.
 Random weights: speed does not depend on them, and the static graph does the
 same work whatever the image holds.
 """
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed forward passes per row (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes before timing (default 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--only", choices=("light", "resnet18_640", "resnet18", "resnet50"), action="append",
+    parser.add_argument("--only", choices=[str(case["key"]) for case in _cases()], action="append",
                         default=None,
                         help="run only these rows (repeatable)")
 
@@ -35,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _cases() -> List[Dict[str, object]]:
     width, height = _round_up(KITTI_WIDTH_PX, 64), _round_up(KITTI_HEIGHT_PX, 64)
     return [
-        {"key": "light", "yaml": "model_light.yaml", "size": None},
+        {"key": "light", "yaml": "model_light_1280.yaml", "size": None},
+        {"key": "light_640", "yaml": "model_light.yaml", "size": None},
         {"key": "resnet18_640", "yaml": "model_resnet18.yaml", "size": None},
         {"key": "resnet18", "yaml": "model_resnet18.yaml", "size": (width, height)},
         {"key": "resnet50", "yaml": "model_resnet50.yaml", "size": (width, height)},

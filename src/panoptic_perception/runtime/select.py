@@ -25,8 +25,8 @@ from panoptic_perception.runtime.config import RuntimeConfig
 from panoptic_perception.runtime.engine_cache import CacheResult, EngineCache, make_cache_key, state_dict_digest
 
 DEFAULT_CACHE_DIR = Path("~/.cache/panoptic_perception/engines")
-CPU_RULE_EVIDENCE = ("with one other busy core the node ran the shipped model at 4.4-5.2 fps on torch eager "
-                     "and 2.1 fps on onnxruntime; idle, 4.75 vs 4.99 fps (bench node, bench/RESULTS.md)")
+CPU_RULE_EVIDENCE = ("with one other busy core the node ran the 640x192 light model at 4.4-5.2 fps on torch "
+                     "eager and 2.1 fps on onnxruntime; idle, 4.75 vs 4.99 fps (bench node, bench/RESULTS.md)")
 
 
 def resolve_device(runtime_config: RuntimeConfig) -> torch.device:
