@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera rate; above the node's throughput so it never waits (default: 15)")
     parser.add_argument("--image-size", type=size_arg, default="1242x375",
                         help="camera image WxH (default: KITTI 1242x375)")
+    parser.add_argument("--input-size", type=size_arg, default=None, metavar="WxH",
+                        help="network input WxH for both, e.g. 640x192 (default: the model's own)")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="give up after this long")
 
 
@@ -95,6 +97,10 @@ def _time_node(args: argparse.Namespace, frames: list, home: Path) -> Dict[str, 
         launch_args = ["camera:=/bench_camera", "use_tf:=false", "output:=log", f"backend:={args.backend}"]
         if args.model:
             launch_args.append(f"model:={Path(args.model).resolve()}")
+        if args.input_size:
+            params = home / "bench_params.yaml"
+            params.write_text(f"input_width: {args.input_size[0]}\ninput_height: {args.input_size[1]}\n")
+            launch_args.append(f"params:={params}")
         launch = master.roslaunch("panoptic_perception", "camera.launch", *launch_args)
         deadline = time.monotonic() + args.timeout_s
         while image_pub.get_num_connections() == 0 or info_pub.get_num_connections() == 0:
@@ -150,11 +156,14 @@ def _time_pipeline(args: argparse.Namespace, frames: list) -> Dict[str, float]:
     config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, backend=args.backend))
     if args.model:
         config = dataclasses.replace(config, model_path=args.model)
+    if args.input_size:
+        config = dataclasses.replace(config, input_width=args.input_size[0], input_height=args.input_size[1])
     pipeline = Pipeline(config)
     samples, _ = time_frames(pipeline, frames, args.warmup, args.frames)
     totals_ms = samples["total_ms"]
     median_ms = float(np.median(totals_ms))
-    return {"total_median_ms": median_ms, "fps": 1e3 / median_ms, "backend": pipeline.backend.name}
+    return {"total_median_ms": median_ms, "fps": 1e3 / median_ms, "backend": pipeline.backend.name,
+            "input": f"{pipeline.input_size[0]}x{pipeline.input_size[1]}"}
 
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
@@ -171,6 +180,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     diagnostics = node["diagnostics"]
     row = {
         "backend": diagnostics.get("backend", "?"), "image": f"{image_w}x{image_h}",
+        "input": diagnostics.get("network_input", "?"), "pipeline_input": pipeline["input"],
         "camera_hz": args.rate_hz, "node_fps": node["fps"], "pipeline_fps": pipeline["fps"],
         "node_vs_pipeline_pct": 100.0 * node["fps"] / pipeline["fps"],
         "node_interval_median_ms": node["interval_median_ms"],

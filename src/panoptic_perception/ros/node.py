@@ -365,6 +365,7 @@ class PanopticNode:
             "backend": self.pipeline.backend.name,
             "backend_reason": self.pipeline.backend.reason,
             "model": str(self.pipeline.model_path),
+            "network_input": "{}x{}".format(*self.pipeline.input_size),
             "extrinsics_source": self._extrinsics_source,
             "ego_motion_source": self._ego_motion_source if self.params.track else "tracking off",
             "frames_received": health.images_received,
