@@ -14,11 +14,11 @@ import rospy
 
 from panoptic_perception.errors import ConfigError, PerceptionError
 from panoptic_perception.geometry.camera import Camera, Extrinsics, Intrinsics
-from panoptic_perception.ros.conversions import transform_to_matrix
 from panoptic_perception.ros.frame_slot import NewestFrameSlot
 from panoptic_perception.ros.health import FrameHealth, KindThrottle, MasterWatch, TimeJumpDetector
 from panoptic_perception.ros.params import NodeParams, load_node_params
 from panoptic_perception.ros.stats import RollingStats
+from panoptic_perception.ros.tf_lookup import TfLookup
 
 THROTTLE_S = 5.0
 MASTER_POLL_S = 1.0
@@ -95,6 +95,7 @@ class PanopticNode:
 
         self.tf_buffer = tf2_ros.Buffer(cache_time=rospy.Duration(30.0))
         self.tf_listener = tf2_ros.TransformListener(self.tf_buffer) if self.params.use_tf else None
+        self.tf_lookup = TfLookup(self.tf_buffer, self.params.tf_timeout_s, rospy.Duration)
         self._fallback_extrinsics = self.params.extrinsics.to_extrinsics()
         self._intrinsics_key: Optional[Tuple] = None
         self._intrinsics: Optional[Intrinsics] = None
@@ -176,6 +177,7 @@ class PanopticNode:
         self.health.reset_window()
         self._intrinsics_key = None
         self._extrinsics_source = "parameters"
+        self.tf_lookup.forget()
         self.pipeline.reset_tracking()
         rospy.loginfo(f"panoptic_perception: time jumped back (jump {self._time_jump.jumps}); latency "
                       f"statistics, skip window, camera cache, tracks and fused grid reset")
@@ -239,21 +241,10 @@ class PanopticNode:
             self._intrinsics_key = key
         return Camera(self._intrinsics, self._extrinsics(image_msg.header))
 
-    def _lookup_matrix(self, target_frame: str, source_frame: str, stamp: Any) -> Tuple[Optional[Any], str]:
-        """target <- source (4x4) from tf at `stamp`, or (None, why) when tf has none in ~tf_timeout_s."""
-        import tf2_ros
-
-        try:
-            tf = self.tf_buffer.lookup_transform(target_frame, source_frame, stamp,
-                                                 rospy.Duration(self.params.tf_timeout_s))
-        except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException) as exc:
-            return None, str(exc)
-        return transform_to_matrix(tf.transform), ""
-
     def _extrinsics(self, header: Any) -> Extrinsics:
         if self.tf_listener is None or not header.frame_id:
             return self._fallback_extrinsics
-        matrix, _ = self._lookup_matrix(self.params.vehicle_frame, header.frame_id, header.stamp)
+        matrix, _ = self.tf_lookup.matrix(self.params.vehicle_frame, header.frame_id, header.stamp)
         if matrix is None:
             if self._extrinsics_source != "parameters":
                 rospy.logwarn_throttle(THROTTLE_S, f"panoptic_perception: no tf {header.frame_id} -> "
@@ -269,7 +260,7 @@ class PanopticNode:
         if self.tf_listener is None:
             return None
         odom, vehicle = self.params.odom_frame, self.params.vehicle_frame
-        matrix, why = self._lookup_matrix(odom, vehicle, header.stamp)
+        matrix, why = self.tf_lookup.matrix(odom, vehicle, header.stamp)
         if matrix is None:
             if self._ego_motion_source != "unknown":
                 rospy.logwarn(f"panoptic_perception: no odometry in tf ({odom} -> {vehicle}: {why}); tracks in "
