@@ -207,7 +207,8 @@ def report(out_dir: Path, drive: Path, outputs: DemoOutputs, frames: int, screen
     print(f"backend              {diag.get('backend', 'n/a')}: {diag.get('backend_reason', '')}")
     print(f"latency median / p99 {value('latency_ms_median', '{:.0f}')} / "
           f"{value('latency_ms_p99', '{:.0f}')} ms (wall clock; arrival at the node to published)")
-    print(f"network median       {value('network_ms_median', '{:.0f}')} ms")
+    print(f"network median       {value('network_ms_median', '{:.0f}')} ms of "
+          f"{value('total_ms_median', '{:.0f}')} ms a frame (network input {diag.get('network_input', 'n/a')})")
     print(f"frames per second    {value('fps', '{:.2f}')}")
     print(f"PQ against the synthetic ground truth ({len(matched)} frames):")
     print(format_summary(result))
