@@ -169,8 +169,12 @@ class RosMaster:
         return self.run(["rosbag", "play", "--quiet", *args, str(bag)], log_name="rosbag_play.log", **kwargs)
 
 
-def stop_process(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
-    """Stop a process we started (and its children in its session) by its pid."""
+def stop_process(process: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Stop a process we started (and its children in its session) by its pid.
+
+    roslaunch starts each node in a session of its own and escalates SIGINT to SIGTERM after 15 s and
+    to SIGKILL 2 s later; killing roslaunch before it has done so would orphan a slow-to-exit node,
+    which the next launch's node of the same name then collides with. Hence the wait of 20 s."""
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGINT)
