@@ -29,13 +29,14 @@ def size_list_arg(text: str) -> List[Tuple[int, int]]:
     return [size_arg(part) for part in text.split(",")]
 
 
-def with_input_size(model_config, size: Optional[Tuple[int, int]]):
-    """The model config at another static input size (None: unchanged); ConfigError naming --input-size."""
+def with_input_size(config, size: Optional[Tuple[int, int]]):
+    """A model or pipeline config at another static input size (None: unchanged); ConfigError naming
+    --input-size."""
 
     if size is None:
-        return model_config
+        return config
     width, height = size
     try:
-        return dataclasses.replace(model_config, input_width=width, input_height=height)
+        return dataclasses.replace(config, input_width=width, input_height=height)
     except ValueError as exc:
         raise ConfigError(f"--input-size {width}x{height}: {exc}") from exc

@@ -20,7 +20,7 @@ from typing import Dict, List
 
 from panoptic_perception.benchmarks.pipeline import synthetic_frames, time_frames
 from panoptic_perception.errors import ConfigError, PerceptionError
-from panoptic_perception.size_args import size_arg
+from panoptic_perception.size_args import size_arg, with_input_size
 
 HELP = "node throughput (real roscore + roslaunch, camera fed faster than it runs) vs the Pipeline's"
 NODE = "/panoptic_perception"
@@ -156,9 +156,7 @@ def _time_pipeline(args: argparse.Namespace, frames: list) -> Dict[str, float]:
     config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, backend=args.backend))
     if args.model:
         config = dataclasses.replace(config, model_path=args.model)
-    if args.input_size:
-        config = dataclasses.replace(config, input_width=args.input_size[0], input_height=args.input_size[1])
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(with_input_size(config, args.input_size))
     samples, _ = time_frames(pipeline, frames, args.warmup, args.frames)
     totals_ms = samples["total_ms"]
     median_ms = float(np.median(totals_ms))

@@ -9,7 +9,7 @@ import time
 from typing import Dict, List, Tuple
 
 from panoptic_perception.errors import ConfigError
-from panoptic_perception.size_args import size_arg
+from panoptic_perception.size_args import size_arg, with_input_size
 
 STAGES = ("preprocess_ms", "network_ms", "postprocess_ms", "projection_ms", "total_ms")
 HELP = "full Pipeline latency per stage (median / p90 / p99), fps and peak memory, per backend"
@@ -69,9 +69,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     base = load_pipeline_config()
     if args.model:
         base = dataclasses.replace(base, model_path=args.model)
-    if args.input_size:
-        w, h = args.input_size
-        base = dataclasses.replace(base, input_width=w, input_height=h)
+    base = with_input_size(base, args.input_size)
     rows: List[Dict[str, object]] = []
     for backend in args.backend or ["torch", "onnxruntime"]:
         runtime = dataclasses.replace(base.runtime, backend=backend, device=args.device,
